@@ -1,0 +1,147 @@
+"""The embedded run catalog: an in-process tiled server over SQLite, written by TiledWriter.
+
+Layout of a data directory (default ``./tomocycle-data``)::
+
+    catalog.db      tiled's SQLite catalog (run metadata, descriptors, stream structure)
+    tables.sqlite   event tables (scalars such as V, I, angle, image_key): SQLite, not DuckDB,
+                    because DuckDB locks other processes out while a writer has it open
+    data/           tiled's writable storage for anything tiled itself writes
+    frames/         HDF5 files written by the detector (NXtomo layout); tiled reads them in place
+
+No server process is started: tiled's ASGI app runs inside the calling process and a client
+talks to it through an in-memory transport. A second process opens the same directory to read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path("tomocycle-data")
+#: The root spec that makes tiled hand back bluesky_tiled_plugins' CatalogOfBlueskyRuns client.
+_ROOT_SPECS = [{"name": "CatalogOfBlueskyRuns", "version": "3.0"}]
+#: Events are written in batches; a stop document flushes whatever is pending.
+WRITER_BATCH_SIZE = 50
+
+
+class CatalogError(RuntimeError):
+    """The data directory cannot hold a catalog (unwritable, corrupt, ...)."""
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where each part of a data directory lives."""
+
+    root: Path
+
+    @property
+    def catalog_db(self) -> Path:
+        return self.root / "catalog.db"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables.sqlite"
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def frames(self) -> Path:
+        return self.root / "frames"
+
+
+def prepare_data_dir(data_dir: str | os.PathLike[str], *, create: bool = True) -> DataPaths:
+    """Check (and create) a data directory, failing early with a clear message.
+
+    Parameters
+    ----------
+    data_dir
+        The directory that holds the catalog and the frame files.
+    create
+        Create it if missing; otherwise a missing directory is an error (readers).
+
+    Returns
+    -------
+    DataPaths
+        The resolved paths.
+
+    Raises
+    ------
+    CatalogError
+        If the directory cannot be created or written, or is missing when ``create`` is false.
+    """
+    paths = DataPaths(Path(data_dir).expanduser().resolve())
+    if not create:
+        if not paths.catalog_db.exists():
+            raise CatalogError(f"--data {data_dir}: no tomocycle catalog there (missing {paths.catalog_db.name})")
+        return paths
+    try:
+        for folder in (paths.root, paths.storage, paths.frames):
+            folder.mkdir(parents=True, exist_ok=True)
+        probe = paths.root / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise CatalogError(f"--data {data_dir}: cannot write there ({err.strerror or err})") from None
+    return paths
+
+
+def open_catalog(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR, *, create: bool = True) -> Any:
+    """Open (creating if needed) the embedded catalog in ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir
+        Data directory; see the module docstring for its layout.
+    create
+        Create the directory and catalog if missing (writers). Readers pass False.
+
+    Returns
+    -------
+    bluesky_tiled_plugins.clients.catalog_of_bluesky_runs.CatalogOfBlueskyRuns
+        A tiled client; ``client[uid]`` is a run, ``client.values()`` iterates runs.
+    """
+    paths = prepare_data_dir(data_dir, create=create)
+    with warnings.catch_warnings():
+        # tiled's in-process transport uses starlette's TestClient, which warns about httpx.
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from tiled.catalog import from_uri
+        from tiled.client import Context, from_context
+        from tiled.server.app import build_app
+    _quiet_third_party_loggers()
+
+    try:
+        adapter = from_uri(
+            f"sqlite:///{paths.catalog_db}",
+            writable_storage=[str(paths.storage), f"sqlite:///{paths.tables}"],
+            readable_storage=[str(paths.frames)],
+            # Initialising runs a subprocess (alembic); skip it when the database exists.
+            init_if_not_exists=not paths.catalog_db.exists(),
+            specs=_ROOT_SPECS,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+            context = Context.from_app(build_app(adapter))
+            return from_context(context)
+    except Exception as err:  # tiled raises many types for a broken database
+        raise CatalogError(f"--data {data_dir}: cannot open the catalog ({type(err).__name__}: {err})") from err
+
+
+def make_writer(client: Any) -> Any:
+    """A TiledWriter subscribed to nothing yet; subscribe it to a RunEngine."""
+    from bluesky_tiled_plugins import TiledWriter
+
+    return TiledWriter(client, batch_size=WRITER_BATCH_SIZE)
+
+
+def _quiet_third_party_loggers() -> None:
+    # tiled logs every in-process HTTP request at INFO; that drowns the operator's console.
+    for name in ("tiled", "tiled.server.app", "httpx", "uvicorn", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

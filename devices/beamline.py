@@ -1,0 +1,59 @@
+"""A set of devices that make one beamline; the simulated one shares one scene."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devices.clock import CellClock
+from devices.detector import SimFrameSource, TomoDetector
+from devices.motion import RotationStage, SampleStage
+from devices.potentiostat import Potentiostat, SimPotentiostatBackend
+from devices.shutter import Shutter
+from sim.clock import Clock
+from sim.presets import BeamlinePreset, build_scene, get_beamline_preset
+from sim.scene import SimScene
+
+
+@dataclass
+class Beamline:
+    """The devices an operando experiment uses."""
+
+    potentiostat: Potentiostat
+    rotation: RotationStage
+    sample: SampleStage
+    shutter: Shutter
+    detector: TomoDetector
+    cell_clock: CellClock
+    scene: SimScene | None = None
+
+    def devices(self) -> list[Any]:
+        """All devices, for connection checks and safe-state handling."""
+        return [self.potentiostat, self.rotation, self.sample, self.shutter, self.detector, self.cell_clock]
+
+
+def make_sim_beamline(preset: str | BeamlinePreset, frames_dir: str | Path, *, seed: int = 0,
+                      clock: Clock | None = None) -> Beamline:
+    """Build the simulated beamline of ``preset``, writing frames under ``frames_dir``.
+
+    Parameters
+    ----------
+    preset
+        Beamline preset name (see ``sim.presets.BEAMLINE_PRESETS``).
+    frames_dir
+        Directory for the detector's NXtomo files.
+    seed
+        Seed of the phantom and noise.
+    clock
+        Shared clock; a new virtual clock by default.
+    """
+    p = get_beamline_preset(preset)
+    scene = build_scene(p, seed=seed, clock=clock)
+    rotation = RotationStage(scene=scene)
+    detector = TomoDetector(source=SimFrameSource(scene), frames_dir=frames_dir, rotation=rotation)
+    detector.file_attrs = {"sample": p.description, "preset": p.name,
+                           "voxel_size_um": float(scene.phantom.voxel_size_um)}
+    return Beamline(potentiostat=Potentiostat(backend=SimPotentiostatBackend(scene)), rotation=rotation,
+                    sample=SampleStage(scene=scene), shutter=Shutter(scene=scene), detector=detector,
+                    cell_clock=CellClock(clock=scene.clock), scene=scene)
