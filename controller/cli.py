@@ -7,6 +7,7 @@ parses arguments, turns bad input into one-line errors, and prints results.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,6 +15,13 @@ from typing import Callable, Sequence
 from controller.catalog import DEFAULT_DATA_DIR, CatalogError
 
 EXIT_BAD_INPUT = 2
+
+#: Modules that add their own sub-commands: each has ``register(subparsers)``, which adds parsers
+#: whose ``func`` default takes the parsed arguments and returns the exit code. Imports inside
+#: each ``func`` stay lazy so ``tomocycle --help`` starts fast.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "controller.cli_bench",
+)
 
 
 def _add_data_arg(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = sub.add_parser("presets", help="list the simulated beamline presets")
     presets.set_defaults(func=_cmd_presets)
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -1,0 +1,30 @@
+"""``tomocycle bench NAME``: peer comparisons and speed/memory measurements.
+
+Benchmarks live in the top-level ``benchmarks`` package; this module only routes to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+#: Benchmark name -> (module, one-line help). Each module has ``add_arguments`` and ``run``.
+BENCHMARKS: dict[str, tuple[str, str]] = {}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tomocycle bench`` and one sub-command per benchmark."""
+    bench = sub.add_parser("bench", help="benchmarks against peer libraries (see README, Performance)")
+    names = bench.add_subparsers(dest="benchmark", required=True, metavar="NAME")
+    for name, (module, help_text) in BENCHMARKS.items():
+        parser = names.add_parser(name, help=help_text)
+        parser.set_defaults(func=_runner(module))
+        # Benchmark modules keep their heavy imports (numba kernels, peers) inside run(), so
+        # importing them here to add their arguments costs little.
+        importlib.import_module(module).add_arguments(parser)
+
+
+def _runner(module: str):
+    def run(args: argparse.Namespace) -> int:
+        return int(importlib.import_module(module).run(args))
+    return run
