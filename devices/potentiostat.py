@@ -22,6 +22,22 @@ from sim.scene import SimScene
 Mode = Literal["cc", "cv", "ocv"]
 
 
+class PotentiostatError(RuntimeError):
+    """The potentiostat failed; the message names the instrument and its address.
+
+    The operando plan catches this family: any of them puts the cell in the safe state and the
+    experiment in the fault state, with an alarm that carries this message.
+    """
+
+
+class CommunicationError(PotentiostatError):
+    """No answer in time, a garbled answer, or a lost connection, after the backend's retries."""
+
+
+class InstrumentReportedError(PotentiostatError):
+    """The instrument accepted the bytes but reported an error (e.g. its SCPI error queue)."""
+
+
 @dataclass(frozen=True)
 class Command:
     """What the cell is driven with.
@@ -74,10 +90,18 @@ class Measurement:
     mode: Mode
     setpoint: float
     output_on: bool
+    #: The source hit its compliance limit (the voltage limit in "cc", the current limit in "cv").
+    compliance: bool = False
 
 
 class PotentiostatBackend(Protocol):
-    """What a potentiostat backend provides."""
+    """What a potentiostat backend provides.
+
+    ``measure`` and ``apply`` raise :class:`PotentiostatError` subclasses when the instrument
+    fails (after whatever retries the backend makes); ``measure`` reports cell time on the
+    experiment's clock and the net charge the backend has counted (a real SMU has no coulomb
+    counter: its backend integrates I dt between readings).
+    """
 
     def identify(self) -> str: ...
 
