@@ -12,9 +12,10 @@ from typing import Any
 
 from sim.artefacts import AcquisitionModel
 from sim.cell import CellModel
+from sim.cell_params import CellParameters
 from sim.cell_params import get_preset as get_cell_preset
 from sim.clock import Clock, VirtualClock
-from sim.phantom import make_phantom
+from sim.phantom import PHANTOM_PRESETS, make_phantom
 from sim.projector import ConeGeometry
 from sim.scene import SimScene
 
@@ -30,6 +31,8 @@ class ScanDefaults:
     flats: int
     flats_at_end: bool = False
     interlaced: int = 1
+    #: Fly scans (continuous rotation, synchrotron) or step and shoot (lab CT).
+    fly: bool = True
 
     def with_overrides(self, **overrides: Any) -> ScanDefaults:
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -62,7 +65,7 @@ _PRESETS = (
         name="micro-halfcell", paper="000",
         description="Si vs Li half cell, laboratory micro-CT (cone beam, SOD 58 mm, SDD 500 mm)",
         cell="si-li-half", phantom="micro", cone=ConeGeometry(detector_shape=(128, 128)),
-        scan=ScanDefaults(projections=800, angle_range=360.0, exposure=2.1, darks=10, flats=10),
+        scan=ScanDefaults(projections=800, angle_range=360.0, exposure=2.1, darks=10, flats=10, fly=False),
         acquisition=AcquisitionModel(photons=8.0e3, blur_sigma_px=0.8, zinger_rate=0.0)),
     BeamlinePreset(
         name="micro-sync-halfcell", paper="003",
@@ -104,7 +107,8 @@ def get_beamline_preset(name: str | BeamlinePreset) -> BeamlinePreset:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(BEAMLINE_PRESETS)}") from None
 
 
-def build_scene(preset: str | BeamlinePreset, *, seed: int = 0, clock: Clock | None = None) -> SimScene:
+def build_scene(preset: str | BeamlinePreset, *, seed: int = 0, clock: Clock | None = None,
+                cell: CellParameters | None = None, coarsen: float = 1.0) -> SimScene:
     """A fresh simulated beamline state for ``preset``: pristine cell and phantom, shutter closed.
 
     Parameters
@@ -115,10 +119,28 @@ def build_scene(preset: str | BeamlinePreset, *, seed: int = 0, clock: Clock | N
         Seeds the phantom and the camera noise.
     clock
         Shared clock (a new virtual clock by default).
+    cell
+        The cell on the stage (default: the preset's); e.g. a protocol's chemistry scaled to its
+        capacity with :func:`sim.cell_params.scaled_to_capacity`.
+    coarsen
+        Voxel size factor (>= 1): the same field of view on a coarser grid, so a long simulated
+        experiment with thousands of projections per scan runs in seconds.
     """
     p = get_beamline_preset(preset)
+    if not coarsen >= 1.0:
+        raise ValueError(f"coarsen must be >= 1, got {coarsen!r}")
     clock = clock or VirtualClock()
-    cell = CellModel(get_cell_preset(p.cell), time_s=clock.now())
-    phantom = make_phantom(p.phantom, seed=seed, **p.phantom_options)
-    return SimScene(clock=clock, cell=cell, phantom=phantom, acquisition=p.acquisition, cone=p.cone,
+    cell_model = CellModel(cell or get_cell_preset(p.cell), time_s=clock.now())
+    options = dict(p.phantom_options)
+    if coarsen != 1.0:
+        base = options.get("voxel_size_um", PHANTOM_PRESETS[p.phantom].voxel_size_um)
+        options["voxel_size_um"] = base * coarsen
+    phantom = make_phantom(p.phantom, seed=seed, **options)
+    cone = p.cone
+    if cone is not None and coarsen != 1.0:
+        # the camera bins by the same factor, so the cone rays still cover the coarser voxels
+        cone = replace(cone, voxel_size_mm=phantom.voxel_size_um / 1000.0,
+                       detector_pixel_mm=cone.detector_pixel_mm * coarsen,
+                       detector_shape=tuple(max(1, round(n / coarsen)) for n in cone.detector_shape))
+    return SimScene(clock=clock, cell=cell_model, phantom=phantom, acquisition=p.acquisition, cone=cone,
                     reference_exposure_s=p.scan.exposure, seed=seed)

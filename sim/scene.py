@@ -15,12 +15,15 @@ import numpy as np
 from sim.cell import CellModel, CellState
 from sim.clock import Clock
 from sim.phantom import Phantom, render_volume
-from sim.projector import (AcquisitionModel, ConeGeometry, project_cone_angle,
-                           project_parallel_angle, ring_gains, simulate_frame)
+from sim.projector import (AcquisitionModel, ConeGeometry, project_cone, project_cone_angle,
+                           project_parallel, project_parallel_angle, ring_gains, simulate_frame)
 
 #: Lithiation changes smaller than this do not re-render the phantom (the cell is at open
 #: circuit during a scan, so a scan sees one volume).
 _RERENDER_STEP = 1e-3
+#: Frames simulated per batch in a fly scan: enough to keep both cores busy projecting, small
+#: enough that the float64 noise model of a batch stays a few tens of MB.
+_BATCH = 64
 
 
 @dataclass
@@ -109,6 +112,70 @@ class SimScene:
             return project_cone_angle(self.volume(), theta, self.cone)
         return project_parallel_angle(self.volume(), theta, center_offset=self.center_offset_px)
 
+    def frames(self, exposure_s: float, count: int, angles_deg: np.ndarray | None = None) -> np.ndarray:
+        """Take ``count`` exposures back to back, as a fly scan does; uint16 (count, rows, cols).
+
+        With ``angles_deg`` (one per frame) the rotation sweeps through them, a frame being taken
+        as the stage passes each angle (position-compare triggering), and ends at the last one.
+        Projections are computed in batches so a 2505-projection scan simulates in seconds;
+        the clock advances by ``count * exposure_s``.
+        """
+        if not exposure_s > 0:
+            raise ValueError(f"exposure must be positive, got {exposure_s!r} s")
+        if angles_deg is not None and len(angles_deg) != count:
+            raise ValueError(f"{len(angles_deg)} angles for {count} frames")
+        model = replace(self.acquisition,
+                        photons=self.acquisition.photons * exposure_s / self.reference_exposure_s)
+        kind = self._frame_kind()
+        out = np.empty((count, *self.frame_shape), dtype=np.uint16)
+        for lo in range(0, count, _BATCH):
+            hi = min(count, lo + _BATCH)
+            if kind == "projection":
+                angles = np.full(hi - lo, self.angle_deg) if angles_deg is None else angles_deg[lo:hi]
+                integrals = self._project(np.deg2rad(np.asarray(angles, dtype=np.float64)))
+            else:
+                integrals = np.zeros((hi - lo, *self.frame_shape), np.float32)
+            out[lo:hi] = simulate_frame(integrals, kind, model, self._rng, ring_gain=self._gain)
+        if angles_deg is not None and count:
+            self.angle_deg = float(angles_deg[-1])
+        self.clock.sleep(count * exposure_s)
+        return out
+
+    def _frame_kind(self) -> str:
+        if not self.shutter_open:
+            return "dark"
+        return "projection" if self.sample_in_beam else "flat"
+
+    def _project(self, angles_rad: np.ndarray) -> np.ndarray:
+        if self.cone is not None:
+            return project_cone(self.volume(), angles_rad, self.cone)
+        return project_parallel(self.volume(), angles_rad, center_offset=self.center_offset_px)
+
+    def state_dict(self) -> dict[str, object]:
+        """What the simulated hardware would still hold after the software died (JSON-able)."""
+        return {"clock_s": self.clock.now(), "cell": self.cell.state_dict(), "angle_deg": self.angle_deg,
+                "sample_x_mm": self.sample_x_mm, "shutter_open": self.shutter_open, "seed": self.seed}
+
+    def restore(self, state: dict[str, object]) -> None:
+        """Put the scene back in a state saved by :meth:`state_dict` (clock, cell, motors).
+
+        Raises
+        ------
+        ValueError
+            If the saved cell is another chemistry, or the virtual clock is already past the
+            saved time (time cannot run backwards).
+        """
+        self.cell = CellModel.from_state(self.cell.params, state["cell"])  # type: ignore[arg-type]
+        target = float(state["clock_s"])  # type: ignore[arg-type]
+        if self.clock.is_virtual:
+            if target < self.clock.now():
+                raise ValueError(f"clock is at {self.clock.now():.1f} s, after the saved {target:.1f} s")
+            self.clock.sleep(target - self.clock.now())
+        self.angle_deg = float(state["angle_deg"])  # type: ignore[arg-type]
+        self.sample_x_mm = float(state["sample_x_mm"])  # type: ignore[arg-type]
+        self.shutter_open = bool(state["shutter_open"])
+        self._volume_key = None
+
     def frame(self, exposure_s: float) -> np.ndarray:
         """Take one exposure: advance the clock and return uint16 counts.
 
@@ -119,12 +186,7 @@ class SimScene:
             raise ValueError(f"exposure must be positive, got {exposure_s!r} s")
         model = replace(self.acquisition,
                         photons=self.acquisition.photons * exposure_s / self.reference_exposure_s)
-        if not self.shutter_open:
-            kind = "dark"
-        elif not self.sample_in_beam:
-            kind = "flat"
-        else:
-            kind = "projection"
+        kind = self._frame_kind()
         integrals = self.line_integrals() if kind == "projection" else np.zeros(self.frame_shape, np.float32)
         self.clock.sleep(exposure_s)
         return simulate_frame(integrals, kind, model, self._rng, ring_gain=self._gain)
