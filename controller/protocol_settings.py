@@ -24,6 +24,7 @@ T = TypeVar("T")
 #: it at T0), so the full-cell default lower bound is 0 V; discharge limits do the working job.
 CELL_PRESETS: dict[str, tuple[float, float]] = {
     "si-li-half": (-0.05, 3.5),
+    "si-li-half-deactivating": (-0.05, 3.5),
     "si-nmc811-full": (0.0, 4.4),
 }
 DEFAULT_MAX_DURATION_S = 7 * 86400.0

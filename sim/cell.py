@@ -10,6 +10,7 @@ Conventions
   In the Si vs Li half cell charging (positive current) *de*lithiates Si (the
   papers call lithiation "discharge"), so ``si_lithiation = 1 - soc``; in the
   Si | NMC811 full cell charging lithiates Si, so ``si_lithiation = soc``.
+  With trapped lithium (below) ``si_lithiation`` is that of the *active* particles.
 * ``charge_Ah`` is the net signed charge the instrument passed, the integral of
   current over time, whatever the cell did with it.
 
@@ -33,6 +34,13 @@ bounds ``[v_floor, v_ceiling]``:
 * First-cycle loss: while Si is being lithiated, part of the current builds the
   SEI instead, ``dQ_sei = k (1 - Q_sei / Q_sei_max) |dQ|``, so the loss
   saturates at ``sei_capacity_fraction`` of the capacity.
+* Trapped lithium (the 000 paper's deactivated particles): only a fraction
+  ``r = reversible_fraction`` of the Si takes part in delithiation. Lithiation fills every
+  reacting particle together; on delithiation the deactivated share ``1 - r`` keeps the
+  lithium it had at the running peak ``p`` of the total lithiation ``s``, so the active
+  particles' lithiation is ``x = (s - (1 - r) p) / r`` and the OCV follows ``x``. A half
+  cell then reaches its delithiated voltage after ``r p`` of the capacity, as in 000 (500 of
+  3000 mAh/g back on charge).
 * Forced past full or empty, ``soc`` saturates at the ends of the OCV table
   (a small margin outside [0, 1], where the table runs to the physical bounds);
   the excess charge goes to side reactions (Li plating, electrolyte oxidation).
@@ -70,6 +78,9 @@ _S_PER_H = 3600.0
 _CV_MAX_SUBSTEP_S = 30.0
 _CV_MAX_DSOC = 0.002  # per sub-step: the OCV is linearised over one sub-step
 _DEFAULT_LIMIT_C = 2.0
+#: Internal fields that fully determine the model's future (with its parameters).
+_STATE_FIELDS = ("t", "soc", "u", "v1", "h", "charge", "sei", "side", "mode", "setpoint", "limit",
+                 "peak")
 
 
 @dataclass(frozen=True)
@@ -164,7 +175,7 @@ class CellModel:
         self._charge = self._sei = self._side = 0.0
         self._mode, self._setpoint = "ocv", None
         self._limit = _DEFAULT_LIMIT_C * params.capacity_Ah
-        self._peak = self.si_lithiation
+        self._peak = self._total_lithiation()
         self._current = self._voltage = 0.0
         self._refresh()
 
@@ -243,10 +254,11 @@ class CellModel:
             d_sei = self._sei_max - gap - self._sei
             self._sei += d_sei
         soc = self._soc + (q_ah - sign * d_sei) / p.capacity_Ah
-        clipped = min(max(soc, self._soc_lo), self._soc_hi)
+        lo, hi = self._soc_bounds()
+        clipped = min(max(soc, lo), hi)
         self._side += sign * (soc - clipped) * p.capacity_Ah
         self._soc = clipped
-        lith = self.si_lithiation
+        lith = self._total_lithiation()
         if lith > self._peak:
             self._peak = lith
 
@@ -264,7 +276,8 @@ class CellModel:
         """One implicit sub-step: the constant current that meets the setpoint at its end."""
         p = self.params
         alpha, u0, v1_0 = self._alpha, self._u, self._v1
-        e0, slope = self._ocv_table.evaluate(self._soc + (1.0 - alpha) * u0, self._h)
+        e0, slope = self._ocv_table.evaluate(self._ocv_soc(self._soc + (1.0 - alpha) * u0), self._h)
+        slope *= self._ocv_gain()
         e1 = math.exp(-dt / p.tau1_s)
         eu = math.exp(-dt * self._inv_tau_u)
         a_u = p.diffusion_tau_s / self._q_as * (1.0 - eu)  # d(u_end)/dI
@@ -284,14 +297,14 @@ class CellModel:
         self._current = amps
 
     def _terminal_voltage(self, amps: float) -> float:
-        ocv = self._ocv_table.evaluate(self.surface_soc, self._h)[0]
+        ocv = self._ocv_table.evaluate(self._ocv_soc(self.surface_soc), self._h)[0]
         v = ocv + self._v1 + amps * self.params.r_series_ohm
         return min(max(v, self.params.v_floor), self.params.v_ceiling)
 
     def _refresh(self) -> None:
         """Instantaneous current and voltage for the present state and mode."""
         if self._mode == "cv":
-            ocv = self._ocv_table.evaluate(self.surface_soc, self._h)[0]
+            ocv = self._ocv_table.evaluate(self._ocv_soc(self.surface_soc), self._h)[0]
             amps = (self._setpoint - ocv - self._v1) / self.params.r_series_ohm
             self._current = max(-self._limit, min(self._limit, amps))
         else:
@@ -331,14 +344,53 @@ class CellModel:
 
     @property
     def si_lithiation(self) -> float:
-        """Normalised Si lithiation in [0, 1] (see the module docstring)."""
-        soc = self.soc
-        return soc if self.params.si_lithiation_sign > 0 else 1.0 - soc
+        """Lithiation of the active Si particles in [0, 1] (see the module docstring)."""
+        s = self._total_lithiation()
+        r = self.params.reversible_fraction
+        if r >= 1.0 or s >= self._peak:
+            return s
+        return min(max((s - (1.0 - r) * self._peak) / r, 0.0), 1.0)
+
+    @property
+    def si_lithiation_total(self) -> float:
+        """Lithiation of all the Si, trapped lithium included, in [0, 1]."""
+        return self._total_lithiation()
 
     @property
     def si_lithiation_peak(self) -> float:
-        """Largest ``si_lithiation`` reached so far."""
+        """Largest total Si lithiation reached so far (what deactivated particles keep)."""
         return self._peak
+
+    def _total_lithiation(self) -> float:
+        soc = self.soc
+        return soc if self.params.si_lithiation_sign > 0 else 1.0 - soc
+
+    def _ocv_soc(self, soc: float) -> float:
+        """The SoC the OCV sees: that of the active particles (trapped lithium excluded)."""
+        r = self.params.reversible_fraction
+        sign = self.params.si_lithiation_sign
+        s = soc if sign > 0 else 1.0 - soc
+        if r >= 1.0 or s >= self._peak:
+            return soc
+        x = (s - (1.0 - r) * self._peak) / r
+        return x if sign > 0 else 1.0 - x
+
+    def _ocv_gain(self) -> float:
+        """d(OCV soc) / d(soc): 1/r while the active particles alone give up lithium."""
+        r = self.params.reversible_fraction
+        return 1.0 if r >= 1.0 or self._total_lithiation() >= self._peak else 1.0 / r
+
+    def _soc_bounds(self) -> tuple[float, float]:
+        """Raw SoC limits: the OCV table's ends, and no delithiation past the active Si's."""
+        r = self.params.reversible_fraction
+        if r >= 1.0:
+            return self._soc_lo, self._soc_hi
+        sign = self.params.si_lithiation_sign
+        lith_lo = self._soc_lo if sign > 0 else 1.0 - self._soc_hi  # table end, lithiation scale
+        s_min = r * lith_lo + (1.0 - r) * self._peak
+        if sign > 0:
+            return max(self._soc_lo, s_min), self._soc_hi
+        return self._soc_lo, min(self._soc_hi, 1.0 - s_min)
 
     @property
     def mode(self) -> str:
@@ -378,7 +430,35 @@ class CellModel:
             si_lithiation_peak=self._peak, mode=self._mode, setpoint=self._setpoint,
             current_limit=self._limit, sei_charge_Ah=self._sei, side_charge_Ah=self.side_charge_Ah,
             hysteresis=self._h, surface_soc=self.surface_soc,
-            ocv=self._ocv_table.evaluate(self.surface_soc, self._h)[0])
+            ocv=self._ocv_table.evaluate(self._ocv_soc(self.surface_soc), self._h)[0])
+
+    def state_dict(self) -> dict[str, object]:
+        """The full internal state as plain JSON-able values (see :meth:`from_state`).
+
+        The simulated instrument persists this so a restarted controller finds the cell where a
+        real one would be: a real cell keeps its charge when the software dies.
+        """
+        return {"params": self.params.name, **{k: getattr(self, "_" + k) for k in _STATE_FIELDS}}
+
+    @classmethod
+    def from_state(cls, params: CellParameters, state: dict[str, object]) -> "CellModel":
+        """A model of ``params`` restored from :meth:`state_dict` output.
+
+        Raises
+        ------
+        ValueError
+            If the state was saved from a cell with other parameters, or a field is missing.
+        """
+        if state.get("params") != params.name:
+            raise ValueError(f"cell state belongs to {state.get('params')!r}, not {params.name!r}")
+        missing = [k for k in _STATE_FIELDS if k not in state]
+        if missing:
+            raise ValueError(f"cell state lacks {', '.join(missing)}")
+        cell = cls(params)
+        for key in _STATE_FIELDS:
+            setattr(cell, "_" + key, state[key])
+        cell._refresh()
+        return cell
 
     def __repr__(self) -> str:
         return (f"CellModel({self.params.name!r}, t={self._t:.1f} s, mode={self._mode}, "

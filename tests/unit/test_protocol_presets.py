@@ -42,7 +42,7 @@ def test_every_preset_parses_and_describes(name: str) -> None:
 
 def test_000_threshold_half_cell() -> None:
     p = preset("000-threshold-halfcell")
-    assert p.cell_preset == "si-li-half"
+    assert p.cell_preset == "si-li-half-deactivating"
     assert p.capacity_Ah == pytest.approx(2.4e-3, rel=0.02)  # 0.675 mg Si x 3579 mAh/g
     assert (p.scan.projections, p.scan.range_deg, p.scan.exposure_s, p.scan.preset) == (
         800, 360.0, 2.1, "micro-halfcell")  # the simulator's cone-beam lab micro-CT
