@@ -135,10 +135,39 @@ def open_catalog(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR, *, create:
 
 
 def make_writer(client: Any) -> Any:
-    """A TiledWriter subscribed to nothing yet; subscribe it to a RunEngine."""
-    from bluesky_tiled_plugins import TiledWriter
+    """A TiledWriter subscribed to nothing yet; subscribe it to a RunEngine.
 
-    return TiledWriter(client, batch_size=WRITER_BATCH_SIZE)
+    Events are batched (``WRITER_BATCH_SIZE``); event pages are written as they come, because
+    tomocycle publishes a page exactly when it wants the data safe and visible (the operando
+    plan flushes its polls every few seconds and at every transition).
+    """
+    from bluesky_tiled_plugins import TiledWriter
+    from bluesky_tiled_plugins.writing import tiled_writer
+    from event_model import unpack_event_page
+
+    class _PageWriter(tiled_writer._RunWriter):
+        # TiledWriter unpacks a page into events and writes every `batch_size` of them; a page
+        # of a thousand polls would cost twenty writes. Here a page is one write. Written
+        # against bluesky-tiled-plugins 2.0 (pinned < 3), whose row cache is private.
+        def event_page(self, doc: Any) -> None:
+            node = self._desc_nodes[doc["descriptor"]]
+            cache = self._internal_data_cache[node.item["id"]]
+            for event in unpack_event_page(doc):
+                row = {"seq_num": event["seq_num"], "time": event["time"], **event["data"]}
+                row.update({f"ts_{k}": v for k, v in event["timestamps"].items()})
+                cache.append(row)
+            self._write_internal_data(cache, desc_node=node)
+            cache.clear()
+
+    class _Writer(TiledWriter):
+        def _factory(self, name: str, doc: Any) -> Any:
+            # TiledWriter._factory without normalizer and backups, which tomocycle does not use.
+            return [_PageWriter(self.client, batch_size=self._batch_size, max_array_size=self._max_array_size,
+                                validate=self._validate, ignore_errors=self.ignore_errors)], []
+
+    # No normalizer: tomocycle emits current event-model documents, and the normalizer's
+    # per-event re-emission costs half a millisecond per poll.
+    return _Writer(client, batch_size=WRITER_BATCH_SIZE, normalizer=None)
 
 
 def _quiet_third_party_loggers() -> None:

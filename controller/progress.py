@@ -28,15 +28,26 @@ class RunProgress(CallbackBase):
 
     def start(self, doc: dict[str, Any]) -> None:
         label = doc.get("timestep") or doc.get("plan_name", "run")
+        self._frame_resources: set[str] = set()
         self._bar = tqdm(total=doc.get("num_points"), desc=str(label), unit="frame", file=self.stream,
                          disable=self.disable, dynamic_ncols=True, leave=True)
 
+    # A scan's progress is its frames: counted from the frames' stream datums (fly scans have no
+    # events at all); runs without frames count their events.
+    def stream_resource(self, doc: dict[str, Any]) -> None:
+        if doc.get("data_key", "").endswith("_image"):
+            self._frame_resources.add(doc["uid"])
+
+    def stream_datum(self, doc: dict[str, Any]) -> None:
+        if self._bar is not None and doc["stream_resource"] in self._frame_resources:
+            self._bar.update(doc["indices"]["stop"] - doc["indices"]["start"])
+
     def event(self, doc: dict[str, Any]) -> None:
-        if self._bar is not None:
+        if self._bar is not None and not self._frame_resources:
             self._bar.update(1)
 
     def event_page(self, doc: dict[str, Any]) -> None:
-        if self._bar is not None:
+        if self._bar is not None and not self._frame_resources:
             self._bar.update(len(doc["seq_num"]))
 
     def stop(self, doc: dict[str, Any]) -> None:

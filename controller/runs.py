@@ -76,11 +76,11 @@ def load_scan(client: Any, uid: str) -> TomoData:
     start = run.metadata["start"]
     if start.get("plan_name") != "tomo_scan":
         raise RunNotFound(f"run {uid!r} is a {start.get('plan_name')!r} run, not a tomo_scan")
-    det, rot = start["detectors"][0], start["motors"][0]
+    det = start["detectors"][0]
     stream = run["primary"]
     frames = stream[f"{det}_image"].read()
     keys = np.asarray(stream[f"{det}_image_key"].read())
-    angles = np.asarray(stream[rot].read(), dtype=np.float64)
+    angles = np.asarray(stream[f"{det}_angle"].read(), dtype=np.float64)
     meta = {"uid": start["uid"], "preset": start.get("preset", ""), "sample": start.get("sample", "")}
     return split_by_image_key(np.asarray(frames), keys, angles, meta)
 

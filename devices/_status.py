@@ -10,13 +10,22 @@ from ophyd.status import Status
 from sim.clock import Clock
 
 
+def finished_status() -> Status:
+    """A status that is already done (for devices whose actions complete at once)."""
+    status = Status()
+    status.set_finished()
+    return status
+
+
 def after_clock(clock: Clock, seconds: float, action: Callable[[], None], obj: object = None) -> Status:
     """Run ``action`` after ``seconds`` of the clock's time and return a Status done then.
 
     A virtual clock advances at once and the status is finished before it is returned; a real
     clock runs the action on a timer thread so the RunEngine's loop is never blocked by a sleep.
     """
-    status = Status(obj=obj)
+    # A status that is finished before anyone sees it needs no owner: building one with an ophyd
+    # object costs a repr of the whole device (tens of microseconds, thousands of polls).
+    status = Status(obj=None if clock.is_virtual or seconds <= 0 else obj)
 
     def finish() -> None:
         try:

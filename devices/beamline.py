@@ -11,6 +11,7 @@ from devices.detector import SimFrameSource, TomoDetector
 from devices.motion import RotationStage, SampleStage
 from devices.potentiostat import Potentiostat, SimPotentiostatBackend
 from devices.shutter import Shutter
+from sim.cell_params import CellParameters
 from sim.clock import Clock
 from sim.presets import BeamlinePreset, build_scene, get_beamline_preset
 from sim.scene import SimScene
@@ -34,7 +35,8 @@ class Beamline:
 
 
 def make_sim_beamline(preset: str | BeamlinePreset, frames_dir: str | Path, *, seed: int = 0,
-                      clock: Clock | None = None) -> Beamline:
+                      clock: Clock | None = None, cell: CellParameters | None = None,
+                      coarsen: float = 1.0) -> Beamline:
     """Build the simulated beamline of ``preset``, writing frames under ``frames_dir``.
 
     Parameters
@@ -47,11 +49,14 @@ def make_sim_beamline(preset: str | BeamlinePreset, frames_dir: str | Path, *, s
         Seed of the phantom and noise.
     clock
         Shared clock; a new virtual clock by default.
+    cell, coarsen
+        See :func:`sim.presets.build_scene`.
     """
     p = get_beamline_preset(preset)
-    scene = build_scene(p, seed=seed, clock=clock)
+    scene = build_scene(p, seed=seed, clock=clock, cell=cell, coarsen=coarsen)
     rotation = RotationStage(scene=scene)
-    detector = TomoDetector(source=SimFrameSource(scene), frames_dir=frames_dir, rotation=rotation)
+    detector = TomoDetector(source=SimFrameSource(scene), frames_dir=frames_dir, rotation=rotation,
+                            clock=scene.clock)
     detector.file_attrs = {"sample": p.description, "preset": p.name,
                            "voxel_size_um": float(scene.phantom.voxel_size_um)}
     return Beamline(potentiostat=Potentiostat(backend=SimPotentiostatBackend(scene)), rotation=rotation,

@@ -113,6 +113,33 @@ class NXtomoWriter:
         self._file.flush()
         return i
 
+    def append_many(self, frames: np.ndarray, *, image_key: int, angles_deg: np.ndarray,
+                    count_time: float) -> int:
+        """Append a stack of frames of one kind (a fly segment's chunk); return the first index.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`append`, or if the number of angles differs from the number of frames.
+        """
+        frames = np.asarray(frames)
+        n = len(frames)
+        if frames.shape[1:] != self.frame_shape:
+            raise ValueError(f"{self.path.name}: frame shape {frames.shape[1:]} != {self.frame_shape}")
+        if image_key not in IMAGE_KEYS.values():
+            raise ValueError(f"{self.path.name}: image_key {image_key} is not 0, 1, 2 or 3")
+        if len(angles_deg) != n:
+            raise ValueError(f"{self.path.name}: {len(angles_deg)} angles for {n} frames")
+        i = self._n
+        for path, value in ((DATA_PATH, frames), (IMAGE_KEY_PATH, np.full(n, image_key, np.int8)),
+                            (ANGLE_PATH, angles_deg), (COUNT_TIME_PATH, np.full(n, count_time))):
+            dset = self._file[path]
+            dset.resize(i + n, axis=0)
+            dset[i:i + n] = value
+        self._n = i + n
+        self._file.flush()
+        return i
+
     def close(self) -> None:
         """Close the file (idempotent)."""
         if self._file.id.valid:

@@ -17,6 +17,7 @@ from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import Status
 
+from devices._status import finished_status
 from sim.scene import SimScene
 
 Mode = Literal["cc", "cv", "ocv"]
@@ -111,22 +112,36 @@ class PotentiostatBackend(Protocol):
 
 
 class SimPotentiostatBackend:
-    """Drives the shared simulated cell; time is the scene's clock."""
+    """Drives the shared simulated cell; time is the scene's clock.
+
+    Like a source-measure unit it enforces compliance: a constant current whose voltage reaches
+    the command's voltage limit is clamped there (the source turns into a voltage source at the
+    limit, as an SMU in compliance does) and measurements report ``compliance``.
+    """
 
     def __init__(self, scene: SimScene) -> None:
         self.scene = scene
+        self._command = Command.ocv()
+        self._tripped = False
 
     def identify(self) -> str:
         return f"tomocycle,SimPotentiostat,{self.scene.cell.params.name},0"
 
     def measure(self) -> Measurement:
         s = self.scene.cell_state()
-        setpoint = 0.0 if s.setpoint is None else float(s.setpoint)
-        return Measurement(s.time_s, s.voltage, s.current, s.charge_Ah, s.mode, setpoint, s.mode != "ocv")
+        cmd = self._command
+        if cmd.mode == "cc" and cmd.limit is not None and not self._tripped and (
+                (cmd.value > 0 and s.voltage >= cmd.limit) or (cmd.value < 0 and s.voltage <= cmd.limit)):
+            self._tripped = True
+            self.scene.cell.set_voltage(cmd.limit, current_limit=abs(cmd.value))
+            s = self.scene.cell_state()
+        return Measurement(s.time_s, s.voltage, s.current, s.charge_Ah, cmd.mode, cmd.value,
+                           cmd.mode != "ocv", compliance=self._tripped)
 
     def apply(self, command: Command) -> None:
         cell = self.scene.cell
         cell.advance_to(self.scene.clock.now())
+        self._command, self._tripped = command, False
         if command.mode == "cc":
             cell.set_current(command.value)
         elif command.mode == "cv":
@@ -163,31 +178,51 @@ class Potentiostat(Device):
     mode = Cpt(Signal, value="ocv", kind="normal")
     setpoint = Cpt(Signal, value=0.0, kind="normal")
 
+    compliance = Cpt(Signal, value=False, kind="normal")
+
     def __init__(self, *, backend: PotentiostatBackend, name: str = "potentiostat", **kwargs) -> None:
         super().__init__(name=name, **kwargs)
         self.backend = backend
+        #: The command the experiment wants; re-applied by :meth:`resume` after a pause.
+        self.last_command: Command = Command.ocv()
+        self._paused = False
 
     def trigger(self) -> Status:
         m = self.backend.measure()
         for sig, value in ((self.cell_time, m.time_s), (self.voltage, m.voltage), (self.current, m.current),
-                           (self.charge, m.charge_Ah), (self.mode, m.mode), (self.setpoint, m.setpoint)):
+                           (self.charge, m.charge_Ah), (self.mode, m.mode), (self.setpoint, m.setpoint),
+                           (self.compliance, bool(m.compliance))):
             sig.put(value)
-        status = Status(obj=self)
-        status.set_finished()
-        return status
+        return finished_status()
 
     def set(self, command: Command) -> Status:  # type: ignore[override]
         if not isinstance(command, Command):
             raise TypeError(f"{self.name}.set() takes a Command, got {command!r}")
         self.backend.apply(command)
+        self.last_command, self._paused = command, False
         self.mode.put(command.mode)
         self.setpoint.put(command.value)
-        status = Status(obj=self)
-        status.set_finished()
-        return status
+        return finished_status()
 
     def safe_state(self) -> None:
         """Put the cell at open circuit with the output off (used on abort and on faults)."""
         self.backend.apply(Command.ocv())
         self.mode.put("ocv")
         self.setpoint.put(0.0)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Open circuit. The RunEngine calls this on pause, suspension, abort and halt.
+
+        Nobody watches the safety envelope while the plan is not running, so an unattended cell
+        must not keep charging; :meth:`resume` puts the experiment's command back.
+        """
+        self._paused = self.last_command.mode != "ocv"
+        self.safe_state()
+
+    def resume(self) -> None:
+        """Re-apply the command that :meth:`stop` interrupted (the RunEngine calls this)."""
+        if self._paused:
+            self.backend.apply(self.last_command)
+            self.mode.put(self.last_command.mode)
+            self.setpoint.put(self.last_command.value)
+            self._paused = False
