@@ -20,6 +20,7 @@ EXIT_BAD_INPUT = 2
 #: whose ``func`` default takes the parsed arguments and returns the exit code. Imports inside
 #: each ``func`` stay lazy so ``tomocycle --help`` starts fast.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "controller.cli_run",
     "controller.cli_bench",
 )
 

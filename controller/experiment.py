@@ -52,6 +52,7 @@ class ExperimentResult:
     wall_s: float
     run_uids: tuple[str, ...] = ()
     t0: float = 0.0
+    simulated: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,0 +1,106 @@
+"""``tomocycle run``, ``resume``, ``check`` and ``protocols``: the operando experiment commands.
+
+Thin layers over :mod:`controller.experiment` and :mod:`controller.protocol`; see
+docs/protocol-language.md for the protocol files these commands take.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from controller.catalog import DEFAULT_DATA_DIR
+
+#: ``--detail``: voxel coarsening of the simulated sample (see controller.experiment).
+_DETAIL = {"preview": None, "full": 1.0}
+
+
+def _add_data_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, metavar="DIR",
+                        help=f"data directory holding the catalog and frame files (default: ./{DEFAULT_DATA_DIR})")
+
+
+def _print_result(result) -> int:  # noqa: ANN001 - ExperimentResult, imported lazily
+    from controller.experiment import format_scan_table
+
+    hours = (result.cell_time_s - result.t0) / 3600.0
+    print(f"experiment:   {result.experiment_id}  ({result.protocol})")
+    print(f"final state:  {result.state}" + (f"  -- {result.fault}" if result.fault else ""))
+    print(f"cell time:    {hours:.2f} h simulated in {result.wall_s:.1f} s" if result.simulated
+          else f"cell time:    {hours:.2f} h")
+    print(f"runs:         {len(result.run_uids)} in {result.data_dir}  (tomocycle runs --data {result.data_dir})")
+    for alarm in result.alarms:
+        print(f"alarm:        {alarm}")
+    print()
+    print(format_scan_table(result))
+    return 0 if result.state == "done" else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from controller.experiment import PREVIEW_COARSEN, run_protocol
+
+    if not args.sim:
+        raise ValueError("pass --sim to run on the simulated beamline (real instruments need --beamline CONFIG)")
+    overrides = {}
+    if args.projections is not None:
+        overrides["projections"] = args.projections
+    coarsen = _DETAIL[args.detail] or PREVIEW_COARSEN
+    result = run_protocol(args.protocol, data_dir=args.data, seed=args.seed, coarsen=coarsen,
+                          scan_overrides=overrides or None, poll_period=args.poll_period,
+                          progress=not args.quiet)
+    return _print_result(result)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from controller.experiment import resume_experiment
+
+    return _print_result(resume_experiment(args.data, args.experiment, progress=not args.quiet))
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from controller.experiment import resolve_protocol
+    from controller.protocol import describe_protocol, load_protocol
+
+    protocol = load_protocol(resolve_protocol(args.protocol))
+    print(describe_protocol(protocol))
+    return 0
+
+
+def _cmd_protocols(args: argparse.Namespace) -> int:
+    from protocols import list_presets, preset_path
+
+    for name, title in list_presets():
+        print(f"{name:28s} {title}")
+    print(f"\n(files in {preset_path(list_presets()[0][0]).parent}; "
+          "run one with `tomocycle run NAME --sim` or by its number, e.g. `tomocycle run 002 --sim`)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``resume``, ``check`` and ``protocols``."""
+    run = sub.add_parser("run", help="run an operando protocol (cycling and scans) and store everything")
+    run.add_argument("protocol", metavar="PROTOCOL",
+                     help="protocol file, preset name or preset number (see `tomocycle protocols`)")
+    run.add_argument("--sim", action="store_true", help="use the simulated beamline")
+    _add_data_arg(run)
+    run.add_argument("--seed", type=int, default=0, help="random seed of the simulated sample and noise")
+    run.add_argument("--detail", choices=sorted(_DETAIL), default="preview",
+                     help="simulated sample grid: 'preview' (2x coarser, fast; default) or 'full'")
+    run.add_argument("--projections", type=int, help="projections per scan (default: the protocol's)")
+    run.add_argument("--poll-period", type=float, metavar="S",
+                     help="seconds of cell time between potentiostat polls (default: the protocol's)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    run.set_defaults(func=_cmd_run)
+
+    resume = sub.add_parser("resume", help="continue an interrupted experiment from its last checkpoint")
+    _add_data_arg(resume)
+    resume.add_argument("--experiment", metavar="ID", help="experiment id (default: the only unfinished one)")
+    resume.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    resume.set_defaults(func=_cmd_resume)
+
+    check = sub.add_parser("check", help="validate a protocol file and print its expanded plan of steps")
+    check.add_argument("protocol", metavar="PROTOCOL", help="protocol file, preset name or preset number")
+    check.set_defaults(func=_cmd_check)
+
+    protocols = sub.add_parser("protocols", help="list the preset protocols")
+    protocols.set_defaults(func=_cmd_protocols)
