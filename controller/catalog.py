@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ DEFAULT_DATA_DIR = Path("tomocycle-data")
 _ROOT_SPECS = [{"name": "CatalogOfBlueskyRuns", "version": "3.0"}]
 #: Events are written in batches; a stop document flushes whatever is pending.
 WRITER_BATCH_SIZE = 50
+#: Longest wall time a single-event row waits in the writer's cache before it is written (s).
+PAGE_HOLD_S = 1.0
 
 
 class CatalogError(RuntimeError):
@@ -147,17 +150,29 @@ def make_writer(client: Any) -> Any:
 
     class _PageWriter(tiled_writer._RunWriter):
         # TiledWriter unpacks a page into events and writes every `batch_size` of them; a page
-        # of a thousand polls would cost twenty writes. Here a page is one write. Written
-        # against bluesky-tiled-plugins 2.0 (pinned < 3), whose row cache is private.
+        # of a thousand polls would cost twenty writes. Here a page of several rows is one
+        # write. Single-row pages (trigger_and_read in step scans) are batched as TiledWriter
+        # does, but never held longer than PAGE_HOLD_S of wall time. Written against
+        # bluesky-tiled-plugins 2.0 (pinned < 3), whose row cache is private.
+        _last_write: dict[str, float]
+
         def event_page(self, doc: Any) -> None:
             node = self._desc_nodes[doc["descriptor"]]
-            cache = self._internal_data_cache[node.item["id"]]
+            name = node.item["id"]
+            cache = self._internal_data_cache[name]
             for event in unpack_event_page(doc):
                 row = {"seq_num": event["seq_num"], "time": event["time"], **event["data"]}
                 row.update({f"ts_{k}": v for k, v in event["timestamps"].items()})
                 cache.append(row)
-            self._write_internal_data(cache, desc_node=node)
-            cache.clear()
+            if not hasattr(self, "_last_write"):
+                self._last_write = {}
+            now = time.monotonic()
+            if (len(doc["seq_num"]) > 1 or len(cache) >= self._batch_size
+                    or now - self._last_write.get(name, now) >= PAGE_HOLD_S):
+                self._write_internal_data(cache, desc_node=node)
+                cache.clear()
+                self._last_write[name] = now
+            self._last_write.setdefault(name, now)
 
     class _Writer(TiledWriter):
         def _factory(self, name: str, doc: Any) -> Any:

@@ -108,7 +108,8 @@ def build_sim_beamline(protocol: Protocol, frames_dir: Path, *, seed: int, coars
 def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
                  coarsen: float = PREVIEW_COARSEN, scan_overrides: dict[str, Any] | None = None,
                  poll_period: float | None = None, progress: bool = True, handle_sigint: bool = True,
-                 configure_engine: Callable[[Any], None] | None = None) -> ExperimentResult:
+                 configure_engine: Callable[[Any], None] | None = None,
+                 configure_beamline: Callable[[Beamline], None] | None = None) -> ExperimentResult:
     """Run a protocol file on the simulated beamline, storing everything in ``data_dir``.
 
     Parameters
@@ -131,6 +132,8 @@ def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
         Install bluesky's Ctrl-C handling (pause, then resume/abort).
     configure_engine
         Called with the RunEngine before the plan starts (suspenders, extra subscribers).
+    configure_beamline
+        Called with the beamline before the plan starts (e.g. to inject instrument faults).
     """
     path = resolve_protocol(protocol)
     proto = load_protocol(path)
@@ -146,6 +149,8 @@ def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
               "segments": 0}
     store.create(path.read_text(encoding="utf-8"), header)
     beamline = build_sim_beamline(proto, paths.frames, seed=seed, coarsen=coarsen)
+    if configure_beamline is not None:
+        configure_beamline(beamline)
     return _run_segment(proto, beamline, client, store, progress=progress, handle_sigint=handle_sigint,
                         configure_engine=configure_engine, restored=None)
 

@@ -101,3 +101,36 @@ class SafetyWatch:
         if reading.time_s - self.since >= self.envelope.debounce_s - 1e-9:
             return f"safety envelope: {problem}"
         return None
+
+
+#: Fraction of a predicted crossing time waited before polling again: the voltage and current
+#: curves bend towards their limits (the knee at the end of a discharge), so a straight-line
+#: prediction overshoots; waiting a fraction approaches the threshold geometrically instead.
+APPROACH_FRACTION = 0.7
+
+
+def time_to_limit(limit: Limit, x: float, x_prev: float, dt: float) -> float:
+    """Predicted cell time (s) until a voltage or current limit is met, from the last two readings.
+
+    Parameters
+    ----------
+    limit
+        A ``voltage`` or ``current`` limit (others give ``inf``).
+    x, x_prev
+        The measured quantity (V, or |I|) now and at the previous poll.
+    dt
+        Cell time between the two readings (s).
+
+    Returns
+    -------
+    float
+        Seconds until the straight line through the two readings reaches the threshold; ``inf``
+        when it moves away from it, does not move, or the kind is not predictable.
+    """
+    if limit.kind not in ("voltage", "current") or not dt > 0 or math.isnan(x) or math.isnan(x_prev):
+        return math.inf
+    rate = (x - x_prev) / dt
+    gap = limit.value - x
+    if rate == 0.0 or gap == 0.0 or (gap > 0) != (rate > 0):
+        return math.inf
+    return gap / rate

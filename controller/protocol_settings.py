@@ -26,6 +26,7 @@ CELL_PRESETS: dict[str, tuple[float, float]] = {
     "si-li-half": (-0.05, 3.5),
     "si-li-half-deactivating": (-0.05, 3.5),
     "si-nmc811-full": (0.0, 4.4),
+    "si-nmc-cylindrical": (2.5, 4.3),
 }
 DEFAULT_MAX_DURATION_S = 7 * 86400.0
 MAX_DEBOUNCE_S = 60.0

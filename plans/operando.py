@@ -186,7 +186,7 @@ def operando(decider: Decider, beamline: Beamline, *, md: dict[str, Any] | None 
                 break
             if decision.scan is not None:
                 yield from _close_radiography(state)
-                outcome = yield from _scan_with_retries(beamline, decision.scan)
+                outcome = yield from _scan_with_retries(beamline, decision.scan, decider.comm_timeout_s)
                 if on_scan is not None:
                     on_scan(decision.scan, outcome)
                 reading = yield from _guarded_measure(beamline, decider, state)
@@ -259,12 +259,23 @@ def _describe(err: BaseException) -> str:
     return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
 
 
-def _scan_with_retries(beamline: Beamline, request: ScanRequest) -> MsgGenerator:
+def _scan_with_retries(beamline: Beamline, request: ScanRequest, timeout: float) -> MsgGenerator:
     """Take the scan, retrying after a detector or stage failure; never raises device errors."""
     uids: list[str] = []
     error = None
     for attempt in range(request.retries + 1):
         md = {**request.md, "timestep": request.label, "attempt": attempt + 1}
+        # The cell as the scan starts (after the command that stopped cycling took effect);
+        # a potentiostat that fails here is the next poll's business, not the scan's.
+        try:
+            r = yield from _measure(beamline.potentiostat, timeout)
+        except _ENGINE_EXCEPTIONS:
+            raise
+        except Exception:
+            r = None
+        if r is not None:
+            md["cell_at_start"] = {"time_s": r.time_s, "voltage": r.voltage, "current": r.current,
+                                   "charge_Ah": r.charge_Ah}
         plan = tomo_scan(beamline.detector, beamline.rotation, beamline.shutter, beamline.sample,
                          readables=[beamline.potentiostat], md=md, **request.scan)
         key = f"scan-{request.label}-{attempt + 1}"

@@ -44,7 +44,7 @@ def full_cell_at_cv_onset() -> CellModel:
 
 # ------------------------------------------------------------------ presets
 def test_preset_keys_and_capacities() -> None:
-    assert set(CELL_PRESETS) == {"si-li-half", "si-li-half-deactivating", "si-nmc811-full"}
+    assert set(CELL_PRESETS) == {"si-li-half", "si-li-half-deactivating", "si-nmc811-full", "si-nmc-cylindrical"}
     assert HALF.capacity_Ah == pytest.approx(0.9e-3 * 0.75 * 3.579)  # 000: ~2.4 mAh
     assert FULL.capacity_Ah == pytest.approx(3.5e-3 * math.pi * 0.055**2)  # 002: ~0.033 mAh
     assert (FULL.v_min, FULL.v_max) == (2.5, 4.3)
