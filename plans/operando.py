@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 from bluesky import Msg
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from bluesky.utils import MsgGenerator, RequestAbort, RequestStop, RunEngineInterrupted
+from bluesky.utils import FailedStatus, MsgGenerator, RequestAbort, RequestStop, RunEngineInterrupted
 
 from devices.beamline import Beamline
 from devices.potentiostat import Command
@@ -212,7 +212,11 @@ def operando(decider: Decider, beamline: Beamline, *, md: dict[str, Any] | None 
         except Exception as err:  # a dead instrument cannot be commanded; say so loudly
             log.error("could not put %s at open circuit: %s", beamline.potentiostat.name, err)
 
-    return (yield from bpp.finalize_wrapper(bpp.set_run_key_wrapper(body(), "ec"), make_safe()))
+    # Not rewindable: replaying the messages since the last checkpoint would advance the cell
+    # clock and re-send commands a second time. A pause takes effect where the plan is, and
+    # resume carries on from there (the potentiostat sits at open circuit in between).
+    plan = bpp.rewindable_wrapper(bpp.set_run_key_wrapper(body(), "ec"), False)
+    return (yield from bpp.finalize_wrapper(plan, make_safe()))
 
 
 def _record(recorder: PageRecorder, reading: Reading | None, decision: Decision) -> None:
@@ -255,6 +259,11 @@ def _guarded_set(beamline: Beamline, command: Command, state: dict[str, Any]) ->
 
 
 def _describe(err: BaseException) -> str:
+    # A device that fails inside a status surfaces as FailedStatus(status): say what failed.
+    if isinstance(err, FailedStatus) and err.args and hasattr(err.args[0], "exception"):
+        cause = err.args[0].exception()
+        if cause is not None:
+            err = cause
     text = str(err) or type(err).__name__
     return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
 
