@@ -32,11 +32,15 @@ def _ellipses(n: int, scale: float) -> list[tuple[float, float, float, float, fl
             for v, a, b, x, y, ang in _ELLIPSES]
 
 
-def phantom_image(n: int, *, scale: float = 1.0, supersample: int = 4) -> np.ndarray:
-    """float32 (n, n) pixel averages of the phantom (``supersample``^2 points per pixel)."""
+def phantom_image(n: int, *, scale: float = 1.0, supersample: int = 4, shift: float = 0.0) -> np.ndarray:
+    """float32 (n, n) pixel averages of the phantom (``supersample``^2 points per pixel).
+
+    Pixel ``i`` is centred at ``i - n // 2 + shift`` from the rotation axis: ``shift`` 0.5 gives
+    the grid of libraries that centre even-sized images at ``(n - 1) / 2`` (astra, algotom).
+    """
     s = int(supersample)
     off = (np.arange(s) + 0.5) / s - 0.5
-    coords = (np.arange(n)[:, None] + off[None, :]).ravel() - n // 2
+    coords = (np.arange(n)[:, None] + off[None, :]).ravel() - n // 2 + shift
     img = np.zeros((n * s, n * s), np.float32)
     yy, xx = coords[:, None], coords[None, :]
     for v, a, b, x0, y0, al in _ellipses(n, scale):
