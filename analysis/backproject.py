@@ -177,15 +177,20 @@ def circle_extent(n: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def circle_padding(n_det: int, center: float, n: int) -> tuple[int, int]:
+    """Zeros needed left and right of a detector row so every position an image pixel reads is in range."""
+    reach = n / 2.0 * math.sqrt(2.0) + 2.0  # corners included: callers may not clip to the circle
+    left = max(0, int(math.ceil(reach - center)) + 1)
+    right = max(0, int(math.ceil(center + reach - (n_det - 1))) + 2)
+    return left, right
+
+
 def pad_for_circle(q: np.ndarray, center: float, n: int) -> tuple[np.ndarray, float]:
     """Zero-pad filtered projections so every position a circle pixel reads is in range.
 
     Returns the padded float32 array and the axis position in the padded coordinates.
     """
-    n_det = q.shape[-1]
-    reach = n / 2.0 * math.sqrt(2.0) + 2.0  # corners included: callers may not clip to the circle
-    left = max(0, int(math.ceil(reach - center)) + 1)
-    right = max(0, int(math.ceil(center + reach - (n_det - 1))) + 2)
+    left, right = circle_padding(q.shape[-1], center, n)
     pad = [(0, 0)] * (q.ndim - 1) + [(left, right)]
     return np.ascontiguousarray(np.pad(q.astype(np.float32, copy=False), pad)), float(center + left)
 

@@ -142,8 +142,19 @@ def minus_log(transmission: np.ndarray, *, min_transmission: float = MIN_TRANSMI
     ``-ln(min_transmission)`` instead of inf/nan; nan inputs become the same large value.
     """
     t = np.asarray(transmission, dtype=np.float32)
-    t = np.where(np.isfinite(t), t, np.float32(min_transmission))
-    return -np.log(np.maximum(t, np.float32(min_transmission)))
+    out = np.empty(t.shape, np.float32)
+    # One fused parallel pass: numpy's where/maximum/log made three passes and two temporaries,
+    # a third of the live consumer's time on 2048 x 2048 frames.
+    _minus_log_kernel(np.ascontiguousarray(t).reshape(-1), np.float32(min_transmission), out.reshape(-1))
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _minus_log_kernel(t, floor, out):
+    for i in prange(t.size):
+        v = t[i]
+        # nan fails every comparison and +inf is not finite: both become the floor's value
+        out[i] = -np.log(v if (v >= floor and v < np.inf) else floor)
 
 
 def bin_frames(frames: np.ndarray, factor: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from analysis.backproject import (_bp_lines_kernel, _bp_slice_kernel, _bp_volume_kernel,
-                                  circle_extent, pad_for_circle)
+                                  circle_extent, circle_padding)
 from analysis.fbp import check_filter, filter_projections
 
 
@@ -63,6 +63,8 @@ class StreamingFBP:
         self.vertical_at = None if vertical is None else self._check_vertical(vertical)
         self._vsum = np.zeros((2, rows, self.size), np.float32) if vertical is not None else None
         self.angles: list[float] = []
+        self._buf: np.ndarray | None = None
+        self._left = 0
 
     def _check_vertical(self, vertical: tuple[int, int]) -> tuple[int, int]:
         y, x = (int(v) for v in vertical)
@@ -91,8 +93,10 @@ class StreamingFBP:
         if not np.all(np.isfinite(angles)):
             raise ValueError("projection angles must be finite")
         rows = slice(None) if self._vsum is not None else self.rows
-        q = filter_projections(p[:, rows], self.filter_name, pad_mode=self.pad_mode)
-        qp, tc = pad_for_circle(q, self.center, self.size)
+        src = p[:, rows]
+        qp, tc = self._padded(len(src), src.shape[1])
+        filter_projections(src, self.filter_name, pad_mode=self.pad_mode,
+                           out=qp[..., self._left:self._left + src.shape[2]])
         cos_a, sin_a = np.cos(angles), np.sin(angles)
         if self.rows.size:
             qa = qp[:, self.rows] if self._vsum is not None else qp
@@ -105,6 +109,21 @@ class StreamingFBP:
         if self._vsum is not None:
             self._add_vertical(qp, cos_a, sin_a, tc)
         self.angles.extend(float(a) for a in angles)
+
+    def _padded(self, n: int, rows: int) -> tuple[np.ndarray, float]:
+        """A reused zero-margined buffer (n, rows, padded width) and the axis in its coordinates.
+
+        Reused because allocating (and page-faulting) a fresh ~100 MB array per batch of
+        full-resolution frames cost as much as filtering them; only the middle is rewritten,
+        so the margins stay zero.
+        """
+        n_det = self.frame_shape[1]
+        left, right = circle_padding(n_det, self.center, self.size)
+        shape = (n, rows, left + n_det + right)
+        if self._buf is None or self._buf.shape[1:] != shape[1:] or len(self._buf) < n:
+            self._buf = np.zeros(shape, np.float32)
+        self._left = left
+        return self._buf[:n], float(self.center + left)
 
     def _add_vertical(self, qp: np.ndarray, cos_a: np.ndarray, sin_a: np.ndarray, tc: float) -> None:
         y, x = self.vertical_at
