@@ -35,3 +35,32 @@ def test_bad_peer_and_sizes_are_refused(capsys) -> None:
     assert "unknown peer(s) matlab" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--sizes must look like"):
         bench._sizes(type("A", (), {"quick": False, "sizes": "big"})())
+
+
+@pytest.mark.parametrize("scan", ["002", "003"])
+def test_quick_live_bench_runs_the_consumer(scan: str, capsys) -> None:
+    assert main(["bench", "live", "--quick", "--scan", scan]) == 0
+    text = capsys.readouterr().out
+    interval = {"002": 600 / 2505, "003": 180 / 1501}[scan]
+    assert f"one projection every {1e3 * interval:.0f} ms" in text
+    assert "64^3 volume (4x binned) + 3 orthogonal 256 x 256 slices" in text
+    assert "not a measurement" in text and "ratio acquisition interval / cost" in text
+
+
+def test_live_view_slices_match_batch_reconstruction() -> None:
+    """The benchmark's consumer computes the real thing: its slices equal batch FBP."""
+    import numpy as np
+
+    from analysis.fbp import fbp_orthogonal
+    from analysis.prep import minus_log, normalise
+    from benchmarks.live import LiveView, synthetic_frames
+
+    view = LiveView(64, 4)
+    raw, angles = synthetic_frames(16, 64, 0, 16)
+    view.add(raw[:8], angles[:8])
+    view.add(raw[8:], angles[8:])
+    lint = minus_log(normalise(raw, view.flats, view.darks))
+    axial, xz, _ = fbp_orthogonal(lint, angles, index=(32, 32, 32))
+    np.testing.assert_allclose(view.full.axial()[0], axial, atol=1e-5 * np.abs(axial).max())
+    np.testing.assert_allclose(view.full.vertical()[0], xz, atol=1e-5 * np.abs(xz).max())
+    assert view.binned.axial().shape == (16, 16, 16)
