@@ -11,7 +11,8 @@ Every method reconstructs the same Poisson-noised sinograms of the analytic Shep
 The time per slice is the wall time of one batch of ``threads`` slices divided by ``threads``:
 throughput at equal thread count, whatever each library does inside. Each method is warmed up
 (numba compilation, library set-up) on a small sinogram, then timed ``repeats`` times (fewer for
-a method whose runs exceed ``--budget-s``) and the median reported. RMSE is against the phantom
+a method whose runs exceed ``--budget-s``), interleaved with the other methods' runs so that
+load from other processes falls on all alike, and the median reported. RMSE is against the phantom
 sampled on each method's own pixel grid (astra and algotom centre their images at
 ``(n - 1) / 2``, we and scikit-image at ``n // 2``), inside the reconstruction circle.
 Peers that are not installed (``pip install 'tomocycle[bench]'``) are reported as skipped.
@@ -187,44 +188,56 @@ def _rmse(rec: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean([np.mean((r[inside] - truth[inside]) ** 2) for r in rec])))
 
 
-def _time(run: Callable, sinos: np.ndarray, angles: np.ndarray, repeats: int, budget_s: float
-          ) -> tuple[list[float], np.ndarray]:
-    times, rec, spent = [], None, 0.0
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        rec = run(sinos, angles)
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        spent += dt
-        if spent >= budget_s:
-            break
-    return times, rec
-
-
-def bench_case(method: str, n: int, n_angles: int, args: argparse.Namespace,
-               case: tuple[np.ndarray, np.ndarray]) -> Result:
-    """Warm up, time and score one method on one case."""
-    res = Result(method, n, n_angles)
+def _prepare(method: str, n: int, args: argparse.Namespace, case: tuple[np.ndarray, np.ndarray]
+             ) -> tuple[Result, Callable | None]:
+    """Check, build and warm up one method (numba compilation, library set-up) on a small case."""
+    res = Result(method, n, len(case[1]))
     why = _available(method)
     if why:
         res.skipped = why
-        return res
-    factory, origin = METHODS[method]
-    run = factory(args.threads)
+        return res, None
     sinos, angles = case
-    small = min(n, 64)
+    small, step = min(n, 64), max(1, len(angles) // 32)
     try:
-        warm_angles = angles[:: max(1, len(angles) // 32)]
-        run(np.ascontiguousarray(sinos[:: max(1, len(angles) // 32), :, (n - small) // 2:(n + small) // 2]), warm_angles)
-        times, rec = _time(run, sinos, angles, args.repeats, args.budget_s)
+        run = METHODS[method][0](args.threads)
+        run(np.ascontiguousarray(sinos[::step, :, (n - small) // 2:(n + small) // 2]), angles[::step])
     except Exception as err:  # a peer failing is a result to report, not a crash
         res.skipped = f"failed: {type(err).__name__}: {err}"
-        return res
-    per_slice = [1e3 * t / sinos.shape[1] for t in times]
-    res.times_ms, res.runs = per_slice, len(per_slice)
-    res.ms_per_slice = statistics.median(per_slice)
-    res.rmse = _rmse(np.asarray(rec), _truth(n, origin))
-    return res
+        return res, None
+    return res, run
+
+
+def bench_case(methods: list[str], n: int, args: argparse.Namespace,
+               case: tuple[np.ndarray, np.ndarray]) -> list[Result]:
+    """Warm up, time and score every method on one case.
+
+    Runs are interleaved (ours, peer, peer, ..., ours, peer, ...) so that load from other
+    processes on a shared machine falls on every method alike; a method stops repeating once
+    its runs took ``args.budget_s``.
+    """
+    sinos, angles = case
+    prepared = [_prepare(m, n, args, case) for m in methods]
+    spent = dict.fromkeys(methods, 0.0)
+    recs: dict[str, np.ndarray] = {}
+    for rep in range(max(1, args.repeats)):
+        for res, run in prepared:
+            if run is None or res.skipped or (rep and spent[res.method] >= args.budget_s):
+                continue
+            t0 = time.perf_counter()
+            try:
+                recs[res.method] = run(sinos, angles)
+            except Exception as err:  # a peer failing is a result to report, not a crash
+                res.skipped = f"failed: {type(err).__name__}: {err}"
+                continue
+            dt = time.perf_counter() - t0
+            spent[res.method] += dt
+            res.times_ms.append(1e3 * dt / sinos.shape[1])
+    for res, _ in prepared:
+        if res.times_ms and not res.skipped:
+            res.runs = len(res.times_ms)
+            res.ms_per_slice = statistics.median(res.times_ms)
+            res.rmse = _rmse(np.asarray(recs[res.method]), _truth(n, METHODS[res.method][1]))
+    return [res for res, _ in prepared]
 
 
 def _report(results: list[Result]) -> str:
@@ -267,10 +280,9 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for n, n_angles in _sizes(args):
         sinos, angles, _ = make_case(n, n_angles, threads)
-        for method in methods:
-            res = bench_case(method, n, n_angles, args, (sinos, angles))
-            print(f"  {n}/{n_angles} {method}: " + (res.skipped or f"{res.ms_per_slice:.1f} ms/slice, "
-                  f"RMSE {res.rmse:.4f} ({res.runs} runs)"), flush=True)
+        for res in bench_case(methods, n, args, (sinos, angles)):
+            print(f"  {n}/{n_angles} {res.method}: " + (res.skipped or f"{res.ms_per_slice:.1f} ms/slice "
+                  f"(best {min(res.times_ms):.1f}), RMSE {res.rmse:.4f} ({res.runs} runs)"), flush=True)
             results.append(res)
     print(_report(results))
     if args.json:
