@@ -36,6 +36,9 @@ class TomoData:
         Rotation angle of each projection, degrees.
     metadata
         Free-form attributes carried along (units, sample, preset ...).
+    projection_index, flat_index
+        Frame number of each projection and flat in the acquisition, when the file says
+        (NXtomo); flats before and after a scan are then interpolated by frame number.
     """
 
     projections: np.ndarray
@@ -43,6 +46,8 @@ class TomoData:
     darks: np.ndarray
     angles_deg: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    projection_index: np.ndarray | None = None
+    flat_index: np.ndarray | None = None
 
 
 def split_by_image_key(frames: np.ndarray, image_key: np.ndarray, angles_deg: np.ndarray,
@@ -55,7 +60,8 @@ def split_by_image_key(frames: np.ndarray, image_key: np.ndarray, angles_deg: np
     proj = image_key == 0
     return TomoData(projections=np.asarray(frames[proj]), flats=np.asarray(frames[image_key == 1]),
                     darks=np.asarray(frames[image_key == 2]), angles_deg=np.asarray(angles_deg)[proj],
-                    metadata=dict(metadata or {}))
+                    metadata=dict(metadata or {}), projection_index=np.flatnonzero(proj),
+                    flat_index=np.flatnonzero(image_key == 1))
 
 
 def read_nxtomo(path: str | os.PathLike[str]) -> TomoData:

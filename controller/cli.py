@@ -22,6 +22,7 @@ EXIT_BAD_INPUT = 2
 _COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli_run",
     "controller.cli_bench",
+    "controller.cli_recon",
 )
 
 

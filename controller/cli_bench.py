@@ -9,7 +9,10 @@ import argparse
 import importlib
 
 #: Benchmark name -> (module, one-line help). Each module has ``add_arguments`` and ``run``.
-BENCHMARKS: dict[str, tuple[str, str]] = {}
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "recon": ("benchmarks.recon", "per-slice FBP vs astra-toolbox, algotom and scikit-image"),
+    "live": ("benchmarks.live", "streaming reconstruction cost against the 002/003 acquisition pace"),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
