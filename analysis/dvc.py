@@ -45,15 +45,15 @@ class StrainField:
 
 
 @njit(cache=True, inline="always")
-def _zncc(a: np.ndarray, b: np.ndarray) -> float:
-    ma, mb = a.mean(), b.mean()
-    num, da, db = 0.0, 0.0, 0.0
+def _zncc(a: np.ndarray, da: float, b: np.ndarray) -> float:
+    """ZNCC of a zero-mean window ``a`` (sum of squares ``da``) with window ``b``."""
+    mb = b.mean()
+    num, db = 0.0, 0.0
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             for k in range(a.shape[2]):
-                x, y = a[i, j, k] - ma, b[i, j, k] - mb
-                num += x * y
-                da += x * x
+                y = b[i, j, k] - mb
+                num += a[i, j, k] * y
                 db += y * y
     if da <= 0.0 or db <= 0.0:
         return -1.0
@@ -87,13 +87,15 @@ def block_match(ref: np.ndarray, cur: np.ndarray, nodes: np.ndarray, half: int,
                 or x + half + search + 1 >= nx):
             continue
         a = ref[z - half:z + half, y - half:y + half, x - half:x + half]
+        a = a - a.mean()
+        da = (a * a).sum()
         cc = np.full((m + 2, m + 2, m + 2), -1.0)
         for i in range(-search - 1, search + 2):
             for j in range(-search - 1, search + 2):
                 for k in range(-search - 1, search + 2):
                     b = cur[z + i - half:z + i + half, y + j - half:y + j + half,
                             x + k - half:x + k + half]
-                    cc[i + search + 1, j + search + 1, k + search + 1] = _zncc(a, b)
+                    cc[i + search + 1, j + search + 1, k + search + 1] = _zncc(a, da, b)
         inner = cc[1:-1, 1:-1, 1:-1]
         best = np.argmax(inner)
         bi, bj, bk = best // (m * m) + 1, (best // m) % m + 1, best % m + 1
@@ -112,7 +114,7 @@ def _prior_z(z: np.ndarray, top0: float, top: float, coeffs: tuple[float, float]
 
 def local_strain(ref: np.ndarray, cur: np.ndarray, columns: np.ndarray, collector_top: float,
                  electrode_top: float, shift: np.ndarray, coeffs: tuple[float, float], *,
-                 window: int = 16, search: int = 3, min_correlation: float = 0.3) -> StrainField:
+                 window: int = 16, search: int = 2, min_correlation: float = 0.3) -> StrainField:
     """Local DVC of ``cur`` against ``ref`` on a regular grid with 50 % window overlap.
 
     Parameters
@@ -152,8 +154,12 @@ def local_strain(ref: np.ndarray, cur: np.ndarray, columns: np.ndarray, collecto
     gx = np.arange(half, ref.shape[2] - half, half)
     nodes = np.stack(np.meshgrid(gz, gy, gx, indexing="ij"), -1)
     flat = nodes.reshape(-1, 3).astype(np.int64)
-    res, peak = block_match(np.ascontiguousarray(ref, np.float32), warped, flat, half, search)
-    ok = inside[flat[:, 1], flat[:, 2]] & (peak >= min_correlation) & np.isfinite(res[:, 0])
+    inside = inside[flat[:, 1], flat[:, 2]]
+    res = np.full(flat.shape, np.nan)
+    peak = np.full(len(flat), -1.0)
+    res[inside], peak[inside] = block_match(np.ascontiguousarray(ref, np.float32), warped,
+                                            flat[inside], half, search)
+    ok = inside & (peak >= min_correlation) & np.isfinite(res[:, 0])
     res[~ok] = np.nan
     tgt_z = _prior_z(flat[:, 0] + res[:, 0], collector_top, top_cur, coeffs)
     disp = np.stack([tgt_z - flat[:, 0], res[:, 1] + shift[1], res[:, 2] + shift[2]], 1)
@@ -161,7 +167,9 @@ def local_strain(ref: np.ndarray, cur: np.ndarray, columns: np.ndarray, collecto
     grads = [np.gradient(disp[..., c], half, half, half) if min(nodes.shape[:3]) > 1 else
              [np.full(nodes.shape[:3], np.nan)] * 3 for c in range(3)]
     jac = np.stack([np.stack(g, -1) for g in grads], -2) + np.eye(3)
+    volumetric = np.linalg.det(np.nan_to_num(jac)) - 1.0
+    volumetric[~np.all(np.isfinite(jac), axis=(-2, -1))] = np.nan
     return StrainField(nodes=nodes, displacement=disp, axial=jac[..., 0, 0] - 1.0,
-                       volumetric=np.linalg.det(np.nan_to_num(jac)) - 1.0,
+                       volumetric=volumetric,
                        correlation=peak.reshape(nodes.shape[:3]), valid=ok.reshape(nodes.shape[:3]),
                        height=gz - collector_top)

@@ -232,7 +232,8 @@ def find_layers(volume: np.ndarray, columns: np.ndarray, particles: np.ndarray |
     prof = profile_of(volume, columns)
     if particles is not None:
         keep = ~ndi.binary_dilation(particles, iterations=2) & columns[None]
-        prof = profile_of(volume, keep)
+        # slices that particles fill completely keep the all-voxel mean rather than a gap
+        prof = np.where(np.isnan(m := profile_of(volume, keep)), prof, m)
     peak = int(np.nanargmax(prof))
     coll = float(prof[peak])
     below = _plateau(prof, 0, max(1, peak - band_vox))

@@ -84,7 +84,8 @@ def _plots(res, out: Path) -> None:
             if vals.size:
                 ax.hist(vals, bins=20, histtype="step", linestyle=style, label=f"T{step}")
         ax.set(title=f"{cls} ({int(sel.sum())})", xlabel="particle grey peak")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(out / "grey_histograms.png", dpi=110)
     plt.close(fig)

@@ -21,6 +21,7 @@ EXIT_BAD_INPUT = 2
 #: each ``func`` stay lazy so ``tomocycle --help`` starts fast.
 _COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli_bench",
+    "controller.cli_classify",
 )
 
 

@@ -9,7 +9,9 @@ import argparse
 import importlib
 
 #: Benchmark name -> (module, one-line help). Each module has ``add_arguments`` and ``run``.
-BENCHMARKS: dict[str, tuple[str, str]] = {}
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "classify": ("benchmarks.classify", "particle classes, modes, thickness, strain on simulated series"),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
