@@ -83,18 +83,31 @@ def orient(volume: np.ndarray) -> tuple[np.ndarray, bool]:
     material (higher mean grey over the next eighth of the volume) is the electrode side.
     """
     prof = volume.mean(axis=(1, 2))
-    peak = int(np.argmax(prof))
-    half = 0.5 * (prof[peak] + np.median(prof))
-    lo, hi = peak, peak
-    while lo > 0 and prof[lo - 1] > half:
-        lo -= 1
-    while hi < prof.size - 1 and prof[hi + 1] > half:
-        hi += 1
+    lo, hi = _collector_slab(prof)
     span = max(3, volume.shape[0] // 8)
     below = prof[max(0, lo - 2 - span): max(0, lo - 2)]
     above = prof[hi + 3: hi + 3 + span]
     flipped = below.size > 0 and (above.size == 0 or below.mean() > above.mean())
     return (volume[::-1] if flipped else volume), bool(flipped)
+
+
+def _collector_slab(prof: np.ndarray) -> tuple[int, int]:
+    """First and last slice of the collector: the run of slices above half its peak.
+
+    The half-way level is taken between the peak and the profile's median (electrode or
+    electrolyte). Reading the plateau as a run rather than the single brightest slice matters
+    for a collector many voxels thick (nano-CT: 16 voxels), whose flat top is noisy: its
+    argmax can sit at either edge, and plateaus "a few voxels past the peak" would then still
+    be collector.
+    """
+    peak = int(np.nanargmax(prof))
+    half = 0.5 * (prof[peak] + np.nanmedian(prof))
+    lo, hi = peak, peak
+    while lo > 0 and prof[lo - 1] > half:
+        lo -= 1
+    while hi < prof.size - 1 and prof[hi + 1] > half:
+        hi += 1
+    return lo, hi
 
 
 def profile_of(volume: np.ndarray, mask3d_or_2d: np.ndarray) -> np.ndarray:
@@ -234,12 +247,12 @@ def find_layers(volume: np.ndarray, columns: np.ndarray, particles: np.ndarray |
         keep = ~ndi.binary_dilation(particles, iterations=2) & columns[None]
         # slices that particles fill completely keep the all-voxel mean rather than a gap
         prof = np.where(np.isnan(m := profile_of(volume, keep)), prof, m)
-    peak = int(np.nanargmax(prof))
-    coll = float(prof[peak])
-    below = _plateau(prof, 0, max(1, peak - band_vox))
-    above = _plateau(prof, peak + 2 * band_vox, peak + 4 * band_vox)
-    h0 = [_crossing(prof, peak, -1, 0.5 * (coll + below)),
-          _crossing(prof, peak, prof.size, 0.5 * (coll + above))]
+    lo, hi = _collector_slab(prof)
+    coll = _plateau(prof, lo, hi + 1)
+    below = _plateau(prof, 0, max(1, lo - band_vox))
+    above = _plateau(prof, hi + 1 + band_vox, hi + 1 + 3 * band_vox)
+    h0 = [_crossing(prof, lo, -1, 0.5 * (coll + below)),
+          _crossing(prof, hi, prof.size, 0.5 * (coll + above))]
     (bottom, top_cc), lev, _ = fit_steps(prof, int(h0[0]) - 2 * band_vox,
                                          int(h0[1]) + 2 * band_vox, h0, [below, coll, above])
     top, matrix, above = _electrode_top(prof, int(np.ceil(top_cc)) + band_vox, band_vox)
@@ -251,22 +264,33 @@ def find_layers(volume: np.ndarray, columns: np.ndarray, particles: np.ndarray |
 def _electrode_top(prof: np.ndarray, start: int, band: int) -> tuple[float, float, float]:
     """Electrode/separator interface on the matrix profile: (height, matrix, above level).
 
-    First guess: the last height where the profile exceeds the half-way level between the
-    matrix plateau and the top of the volume. Then two models are fitted around it: matrix /
-    above (one step) and matrix / separator / electrolyte (two steps, several starts, since a
-    thin separator sits within a few voxels). The two-step model is kept only when its steps
-    are more than a voxel apart and it lowers the mean squared residual by 30 % (about what the
-    Bayesian information criterion asks of two extra parameters over ~25 slices); otherwise
-    it is fitting texture.
+    First guess: the first height above the matrix plateau from which the profile stays, for
+    ``band`` slices, a third of the way down from the matrix to the darkest layer above it (the
+    lowest ``band``-slice running mean). "First sustained drop" rather than "last slice above
+    the half-way level to the volume's top", because what lies above the separator differs:
+    electrolyte darker than the separator (micro-CT; a half-way level would then sit at the
+    separator's own grey), or brighter than it and close to the matrix (phase-contrast
+    nano-CT), or more separator. A third of the drop is still many times the scatter of a
+    slice mean of the matrix. Then two models are fitted around
+    it: matrix / above (one step) and matrix / separator / electrolyte (two steps, several
+    starts, since a thin separator sits within a few voxels). The two-step model is kept only
+    when its steps are more than a voxel apart and it lowers the mean squared residual by 30 %
+    (about what the Bayesian information criterion asks of two extra parameters over ~25
+    slices); otherwise it is fitting texture.
     """
     n = prof.size
     matrix = _plateau(prof, start, start + 3 * band)
-    top_level = _plateau(prof, n - 2 * band, n)
-    level = 0.5 * (matrix + top_level)
-    hi = [i for i in range(start, n) if np.isfinite(prof[i]) and prof[i] > level]
-    if not hi:
+    seg = np.where(np.isfinite(prof[start:]), prof[start:], matrix)
+    if seg.size < 2 * band:
         raise ValueError("no electrode matrix found above the current collector")
-    z = hi[-1] + 0.5
+    running = ndi.uniform_filter1d(seg, band, mode="nearest")
+    level = matrix - (matrix - float(running[band:].min())) / 3.0
+    below = seg < level
+    first = next((i for i in range(band, seg.size - band + 1) if below[i: i + band].all()), None)
+    if first is None:
+        raise ValueError("no electrode top found above the current collector")
+    z = start + first + 0.5  # a first guess only; the fits below refine it
+    top_level = _plateau(prof, int(z) + 1, int(z) + 1 + band)
     lo_fit, hi_fit = max(start, int(z) - 3 * band), min(n, int(z) + 4 * band)
     one = fit_steps(prof, lo_fit, hi_fit, [z], [matrix, top_level])
     best = one

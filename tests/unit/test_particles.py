@@ -55,8 +55,6 @@ def test_thickness_micro(micro) -> None:
     assert score(*micro)["thickness_err_max"] <= 0.02
 
 
-@pytest.mark.xfail(strict=True, reason="known: nano electrode top lost at a part-lithiated scan "
-                   "(T1, x = 0.4): 3.9 um found for 23.9 um; other scans within 0.1 %")
 def test_thickness_nano(nano) -> None:
     assert score(*nano)["thickness_err_max"] <= 0.02
 
