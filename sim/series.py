@@ -36,7 +36,8 @@ from sim.projector import project_parallel
 
 __all__ = [
     "PROTOCOL_STATES", "THEORETICAL_CAPACITY_MAH_G", "CrackSpec", "Degradation", "SimSeries",
-    "StepTruth", "calibrate_degradation", "reconstruction_degrader", "simulate_series",
+    "StepTruth", "calibrate_degradation", "imposed_displacement_vox", "reconstruction_degrader",
+    "simulate_series",
 ]
 
 #: Theoretical capacity of Si (Li15Si4 / Li21Si5 as quoted by 000 and 003), mAh/g.
@@ -338,3 +339,46 @@ def simulate_series(phantom: Phantom, states: str | Sequence[tuple[str, float]] 
                                 crack_width_um=width))
     return SimSeries(phantom=phantom, volumes=volumes, truth=truths, degradation=degradation,
                      noise_pair=noise_pair)
+
+
+def imposed_displacement_vox(series: SimSeries, step: int) -> np.ndarray:
+    """The displacement field the phantom imposes at ``step``, at every T0 voxel (drift removed).
+
+    What :func:`sim.phantom.render_volume` really does to a T0 material point, in voxels:
+
+    * matrix, separator and electrolyte: the axial displacement
+      :func:`sim.phantom.axial_displacement_um` of the voxel's height, nothing in-plane;
+    * inside a T0 particle: the particle's own motion, i.e. the translation of its centre (the
+      axial displacement of the centre, plus the push off the rigid collector that a swelling
+      particle resting on it gets) and its isotropic swelling about that centre by
+      ``r / r0`` (the texture of a network particle scales with its radius).
+
+    So particles move as swelling spheres over a matrix strained only along z: the field is
+    discontinuous at particle surfaces, and a window that holds a particle near the collector
+    moves up by the particle's swelling, more than the matrix there does. This is the truth
+    against which local DVC is scored (after the DVC's own window averaging).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (3, nz, ny, nx): (u_z, u_y, u_x) in T0's frame.
+    """
+    ph, t, t0 = series.phantom, series.truth[step], series.truth[0]
+    v, shape = ph.voxel_size_um, ph.shape
+    zum = (np.arange(shape[0]) + 0.5) * v
+    uz = axial_displacement_um(ph, zum, t.lithiation, t.peak_lithiation) / v
+    out = np.zeros((3,) + tuple(shape), np.float32)
+    out[0] = uz[:, None, None]
+    c0s = t0.particles["centre_vox"] - t0.drift_vox[None, :]
+    c1s = t.particles["centre_vox"] - t.drift_vox[None, :]
+    for c0, r0, c1, r1 in zip(c0s, t0.particles["radius_vox"], c1s, t.particles["radius_vox"]):
+        lo = [max(0, int(math.floor(ci - r0))) for ci in c0]
+        hi = [min(n, int(math.ceil(ci + r0)) + 1) for ci, n in zip(c0, shape)]
+        grid = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        rel = [g - ci for g, ci in zip(grid, c0)]
+        inside = rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2 < r0 * r0
+        box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+        for a in range(3):
+            val = np.broadcast_to((c1[a] - c0[a]) + (r1 / r0 - 1.0) * rel[a], inside.shape)
+            out[a][box][inside] = val[inside]
+    return out
