@@ -19,8 +19,8 @@ import numpy as np
 
 from analysis.classify import Thresholds, classify_particles, grey_drop, noise_floor
 from analysis.dvc import local_strain
-from analysis.electrode import (agglomerates, cracks, expansion_vs_charge, region_strain,
-                                thickness_map)
+from analysis.electrode import (agglomerates, cracks, expansion_vs_charge, region_histograms,
+                                region_strain, thickness_map)
 from analysis.features import FEATURES, measure_particles
 from analysis.segment import segment_volume
 from analysis.track import label_stats, track_step
@@ -76,6 +76,13 @@ def _step_metrics(seg, track, ref_seg, k: int, v: float, strain) -> dict:
                                   ref_seg.layers.thickness_vox)
             for side, val in stats.items():
                 row[f"dvc_{name}_{side}"] = val
+            hists = region_histograms(getattr(strain, name), strain.valid, strain.height,
+                                      ref_seg.layers.thickness_vox)
+            for side, h in hists.items():
+                for q in ("p10", "p50", "p90"):
+                    row[f"dvc_{name}_{side}_{q}"] = h[q]
+                # counts over analysis.electrode.STRAIN_BIN_EDGES, ';'-separated
+                row[f"dvc_{name}_{side}_hist"] = ";".join(str(int(c)) for c in h["counts"])
     return row
 
 

@@ -6,7 +6,10 @@
   agglomerates, charge);
 * ``summary.txt``: 000's sentence and the capacity check;
 * ``class_fractions.png``, ``grey_histograms.png`` (per class, T0 / most lithiated / last,
-  like 000's histograms), ``thickness_vs_charge.png`` and ``slice_classes.png``.
+  like 000's histograms), ``thickness_vs_charge.png``, ``slice_classes.png`` and, with DVC,
+  ``strain_histograms.png`` (axial and volumetric strain per region, collector side versus
+  separator side, at the most lithiated and the last scan; the counts are also in
+  ``electrode.csv`` as ``dvc_<strain>_<side>_hist`` over ``STRAIN_BIN_EDGES``).
 """
 
 from __future__ import annotations
@@ -121,6 +124,34 @@ def _plots(res, out: Path) -> None:
         plt.close(fig)
 
 
+def _strain_histograms(res, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.electrode import STRAIN_BIN_EDGES, region_histograms
+
+    if not res.strain_maps:
+        return
+    thick = res.electrode[0]["electrode_top_vox"] - res.electrode[0]["collector_top_vox"]
+    steps = sorted({max(1, res.lithiated_at), len(res.strain_maps)})
+    fig, axes = plt.subplots(len(steps), 2, figsize=(9, 3.2 * len(steps)), squeeze=False)
+    centres = 0.5 * (STRAIN_BIN_EDGES[1:] + STRAIN_BIN_EDGES[:-1])
+    for row, k in zip(axes, steps):
+        sf = res.strain_maps[k - 1]
+        for ax, name in zip(row, ("axial", "volumetric")):
+            hists = region_histograms(getattr(sf, name), sf.valid, sf.height, thick)
+            for side, colour in (("collector_side", "tab:blue"), ("separator_side", "tab:red")):
+                ax.step(centres, hists[side]["counts"], where="mid", color=colour,
+                        label=f"{side.replace('_', ' ')} (median {hists[side]['p50']:.2f})")
+            ax.set(xlabel=f"{name} strain", ylabel="DVC nodes",
+                   title=f"{res.electrode[k].get('label', f'T{k}')}: {name} strain vs T0")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "strain_histograms.png", dpi=110)
+    plt.close(fig)
+
+
 def write_report(res, out_dir: str | Path) -> list[Path]:
     """Write the CSV tables, summary and plots of a :class:`analysis.pipeline.SeriesResult`."""
     out = Path(out_dir)
@@ -131,4 +162,5 @@ def write_report(res, out_dir: str | Path) -> list[Path]:
                                                  if k != "sentence"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     _plots(res, out)
+    _strain_histograms(res, out)
     return sorted(out.iterdir())

@@ -146,3 +146,14 @@ def test_cli_classify_bad_input(tmp_path, capsys) -> None:
     bad.write_text("not hdf5")
     assert main(["classify", str(bad), "--lithiated-at", "0", "--voxel-size", "1"]) != 0
     assert "x.h5" in capsys.readouterr().err
+
+
+def test_uncracked_electrode_no_false_cracks_and_strain_histograms(micro) -> None:
+    # detection of planted cracks is not reached yet (docs/particles.md); false ones are held
+    s, res = micro
+    assert max(row["crack_fraction"] for row in res.electrode) <= 0.005
+    row = res.electrode[s.lithiated_at]
+    for side in ("collector_side", "separator_side"):
+        counts = [int(c) for c in row[f"dvc_axial_{side}_hist"].split(";")]
+        assert len(counts) == 40 and sum(counts) > 0
+        assert row[f"dvc_axial_{side}_p10"] <= row[f"dvc_axial_{side}_p50"] <= row[f"dvc_axial_{side}_p90"]
