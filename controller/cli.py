@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli_run",
     "controller.cli_bench",
     "controller.cli_recon",
+    "controller.cli_classify",
 )
 
 

@@ -12,6 +12,7 @@ import importlib
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "recon": ("benchmarks.recon", "per-slice FBP vs astra-toolbox, algotom and scikit-image"),
     "live": ("benchmarks.live", "streaming reconstruction cost against the 002/003 acquisition pace"),
+    "classify": ("benchmarks.classify", "particle classes, modes, thickness, strain on simulated series"),
 }
 
 

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _options(args: argparse.Namespace, metadata: dict):
     from analysis.fdk import ConeBeam
-    from analysis.pipeline import ReconOptions
+    from analysis.reconstruction import ReconOptions
 
     cone = None
     if args.cone is not None:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     """Read, reconstruct with a progress bar, write ``/volume``; return the exit code."""
     from tqdm import tqdm
 
-    from analysis.pipeline import reconstruct
+    from analysis.reconstruction import reconstruct
     from analysis.readers import read_tomo
     from analysis.volume_io import write_tiff_stack, write_volume_h5
 
