@@ -47,7 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     coarsen = _DETAIL[args.detail] or PREVIEW_COARSEN
     result = run_protocol(args.protocol, data_dir=args.data, seed=args.seed, coarsen=coarsen,
                           scan_overrides=overrides or None, poll_period=args.poll_period,
-                          progress=not args.quiet)
+                          progress=not args.quiet, real_time=args.real_time)
     return _print_result(result)
 
 
@@ -89,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--projections", type=int, help="projections per scan (default: the protocol's)")
     run.add_argument("--poll-period", type=float, metavar="S",
                      help="seconds of cell time between potentiostat polls (default: the protocol's)")
+    run.add_argument("--real-time", action="store_true",
+                     help="run the simulated beamline on the wall clock (a rehearsal at the real pace)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.set_defaults(func=_cmd_run)
 

@@ -26,6 +26,7 @@ from plans.operando import operando
 from protocols import preset_path
 from sim.cell_params import get_preset as get_cell_preset
 from sim.cell_params import scaled_to_capacity
+from sim.clock import RealClock
 from sim.presets import get_beamline_preset
 
 log = logging.getLogger(__name__)
@@ -99,17 +100,25 @@ def _sim_cell(protocol: Protocol, preset: str) -> Any:
     return scaled_to_capacity(cell, protocol.capacity_Ah) if protocol.capacity_Ah else cell
 
 
-def build_sim_beamline(protocol: Protocol, frames_dir: Path, *, seed: int, coarsen: float) -> Beamline:
-    """The simulated beamline for ``protocol``: its instrument preset and its cell."""
+def build_sim_beamline(protocol: Protocol, frames_dir: Path, *, seed: int, coarsen: float,
+                       real_time: bool = False) -> Beamline:
+    """The simulated beamline for ``protocol``: its instrument preset and its cell.
+
+    With ``real_time`` the simulation runs on the wall clock, as real instruments do (a
+    rehearsal of the real-time code paths); otherwise on a virtual clock, hours in seconds.
+    """
     preset = _sim_preset(protocol)
-    return make_sim_beamline(preset, frames_dir, seed=seed, cell=_sim_cell(protocol, preset), coarsen=coarsen)
+    clock = RealClock() if real_time else None
+    return make_sim_beamline(preset, frames_dir, seed=seed, cell=_sim_cell(protocol, preset), coarsen=coarsen,
+                             clock=clock)
 
 
 def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
                  coarsen: float = PREVIEW_COARSEN, scan_overrides: dict[str, Any] | None = None,
                  poll_period: float | None = None, progress: bool = True, handle_sigint: bool = True,
                  configure_engine: Callable[[Any], None] | None = None,
-                 configure_beamline: Callable[[Beamline], None] | None = None) -> ExperimentResult:
+                 configure_beamline: Callable[[Beamline], None] | None = None,
+                 real_time: bool = False) -> ExperimentResult:
     """Run a protocol file on the simulated beamline, storing everything in ``data_dir``.
 
     Parameters
@@ -134,6 +143,8 @@ def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
         Called with the RunEngine before the plan starts (suspenders, extra subscribers).
     configure_beamline
         Called with the beamline before the plan starts (e.g. to inject instrument faults).
+    real_time
+        Run the simulated beamline on the wall clock instead of the virtual one.
     """
     path = resolve_protocol(protocol)
     proto = load_protocol(path)
@@ -144,11 +155,12 @@ def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
     experiment_id = uuid.uuid4().hex[:12]
     store = CheckpointStore(experiments_dir(paths.root) / experiment_id)
     header = {"experiment_id": experiment_id, "protocol_name": proto.name, "protocol_file": str(path.resolve()),
-              "beamline": {"kind": "sim", "preset": preset, "seed": seed, "coarsen": coarsen},
+              "beamline": {"kind": "sim", "preset": preset, "seed": seed, "coarsen": coarsen,
+                           "real_time": real_time},
               "options": {"scan_overrides": scan_overrides or {}, "poll_period": poll_period},
               "segments": 0}
     store.create(path.read_text(encoding="utf-8"), header)
-    beamline = build_sim_beamline(proto, paths.frames, seed=seed, coarsen=coarsen)
+    beamline = build_sim_beamline(proto, paths.frames, seed=seed, coarsen=coarsen, real_time=real_time)
     if configure_beamline is not None:
         configure_beamline(beamline)
     return _run_segment(proto, beamline, client, store, progress=progress, handle_sigint=handle_sigint,
@@ -176,7 +188,8 @@ def resume_experiment(data_dir: str | Path, experiment_id: str | None = None, *,
         raise CheckpointError(f"{store.path}: the experiment never started; run it again instead")
     proto = parse_protocol(store.protocol_path.read_text(encoding="utf-8"), source=data["protocol_file"])
     bl = data["beamline"]
-    beamline = build_sim_beamline(proto, paths.frames, seed=int(bl["seed"]), coarsen=float(bl["coarsen"]))
+    beamline = build_sim_beamline(proto, paths.frames, seed=int(bl["seed"]), coarsen=float(bl["coarsen"]),
+                                  real_time=bool(bl.get("real_time", False)))
     assert beamline.scene is not None
     beamline.scene.restore(data["sim"])
     client = open_catalog(paths.root)
