@@ -152,3 +152,26 @@ def test_004_stability_limits_and_interlaced_scans(store) -> None:
         angles = np.asarray(ds["detector_angle"].values)[np.asarray(ds["detector_image_key"].values) == 0]
         assert len(np.unique(angles)) == len(angles) == TINY_SCANS["projections"]
         assert np.any(np.diff(angles) < 0)  # the second sub-scan starts again near 0 deg, offset
+
+
+def test_radiography_during_cycling(tmp_path, data_dir) -> None:
+    from tests.system.operando_util import write_protocol
+
+    steps = """\
+  - Charge at 0.5C for 20 minutes with radiography every 5 minutes
+  - Rest for 10 minutes
+"""
+    path = write_protocol(tmp_path, steps, name="radio")
+    result = run_protocol(path, data_dir=data_dir, progress=False, handle_sigint=False)
+    assert result.state == "done", result.fault
+    from controller.catalog import open_catalog
+
+    client = open_catalog(data_dir, create=False)
+    radios = [client[u] for u in client if client[u].metadata["start"].get("plan_name") == "radiography"]
+    assert len(radios) == 1  # one run for the step's radiographs
+    ds = radios[0]["primary"].read()
+    t = np.asarray(ds["cell_clock"].values if "cell_clock" in ds else ds["potentiostat_cell_time"].values)
+    # at the start of the step and every 5 minutes while it runs (0, 5, 10, 15 min; 20 ends it)
+    assert len(t) == 4 and np.diff(t) == pytest.approx([300.0] * 3, abs=0.2)
+    assert np.all(np.asarray(ds["potentiostat_current"].values) > 0)  # cycling went on meanwhile
+    assert ds["detector_image"].shape[0] == 4
