@@ -204,9 +204,10 @@ def operando(decider: Decider, beamline: Beamline, *, md: dict[str, Any] | None 
                                  reason=state["fault"] or "")
 
     def make_safe() -> MsgGenerator:
-        # Whatever ended the plan, the cell is left at open circuit with the output off.
+        # Whatever ended the plan, the cell is left at open circuit with the output off: the
+        # potentiostat's stop() is its safe state (a real SMU's rest at 0 A keeps the output on).
         try:
-            yield from _set(beamline.potentiostat, Command.ocv(), timeout=decider.comm_timeout_s)
+            yield Msg("stop", beamline.potentiostat)
         except _ENGINE_EXCEPTIONS:
             raise
         except Exception as err:  # a dead instrument cannot be commanded; say so loudly
