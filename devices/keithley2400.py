@@ -3,7 +3,8 @@
 Only the documented subset is sent (2400 User's Manual; App Note 807 for battery cycling):
 ``*RST``, ``*IDN?``, ``*CLS``, ``:SYST:ERR?``, ``:SOUR:FUNC CURR|VOLT``, ``:SOUR:CURR:LEV``,
 ``:SOUR:VOLT:LEV``, ``:SENS:FUNC``, ``:SENS:VOLT:PROT``, ``:SENS:CURR:PROT``,
-``:SENS:VOLT:PROT:TRIP?``, ``:FORM:ELEM``, ``:OUTP ON|OFF``, ``:OUTP?``, ``:OUTP:SMOD HIMP``,
+``:SENS:VOLT:PROT:TRIP?``, ``:FORM:ELEM``, ``:OUTP ON|OFF``, ``:OUTP?`` (to confirm the safe
+state), ``:OUTP:SMOD HIMP``,
 ``:READ?``.
 
 * constant current: current source, voltage compliance;
@@ -302,6 +303,17 @@ class Keithley2400Backend:
                 self._write(":OUTP OFF")
             self._command, self._switched_at = Command.ocv(), self.clock.now()
             self.link, self._output_on = "connected", False
+            self._confirm_output_off()
+
+    def _confirm_output_off(self) -> None:
+        # Best effort: an instrument whose replies are lost still obeyed the write.
+        try:
+            on = self._query_once(":OUTP?", _parse_bool)
+        except (_NoReply, _Garbled, serial.SerialException, OSError) as err:
+            log.warning("%s: output off sent, not confirmed (%s)", self.where, type(err).__name__)
+            return
+        if on:
+            raise InstrumentReportedError(f"{self.where}: output still on after :OUTP OFF")
 
 
 def _parse_idn(line: str) -> str:

@@ -56,10 +56,11 @@ class Faults:
     mode : str or None
         ``"no_reply"`` (commands are obeyed, queries get no answer: a broken receive line),
         ``"garble"`` (answers arrive as line noise), ``"error"`` (the next setting is rejected
-        with ``error_code``; then the instrument behaves), ``"unplug"`` (the line is lost).
+        with ``error_code``; then the instrument behaves), ``"unplug"`` (the line is lost),
+        ``"overrange"`` (voltage readings come back as ``+9.91e37``).
     after_reads : int
-        Fire after this many further ``:READ?`` queries made with the output on as a current
-        source (0: at once).
+        Let this many further ``:READ?`` queries (made with the output on as a current source)
+        pass; the next one is the first to fail.
     error_code, error_message
         What the error queue reports for ``"error"``.
     """
@@ -317,11 +318,13 @@ class SimSCPIInstrument:
         smu = self.smu
         if not smu.output_on:
             raise SCPIError(803, "Output disabled")
+        self._count_read()
         r = smu.read()
         status = STAT_COMPLIANCE if r.compliance else 0
         values = {"VOLT": r.voltage, "CURR": r.current, "RES": NOT_MEASURED, "TIME": r.time_s,
                   "STAT": float(status)}
-        self._count_read()
+        if self.faults.active and self.faults.mode == "overrange":
+            values["VOLT"] = NOT_MEASURED  # what the 2400 sends for a reading over range
         return ",".join(f"{values[e]:+.6e}" for e in self.elements)
 
     def _count_read(self) -> None:
@@ -335,8 +338,8 @@ class SimSCPIInstrument:
 
     def arm(self, mode: str, *, after_reads: int = 0, error_code: int = -221,
             error_message: str = "Settings conflict") -> None:
-        """Arm a fault (see :class:`Faults`); ``after_reads=0`` fires at the next current-source read."""
-        if mode not in ("no_reply", "garble", "error", "unplug"):
+        """Arm a fault (see :class:`Faults`); ``after_reads=0``: the next current-source read fails."""
+        if mode not in ("no_reply", "garble", "error", "unplug", "overrange"):
             raise ValueError(f"unknown fault {mode!r}")
         self.faults = Faults(mode, after_reads, error_code, error_message, active=False)
 
