@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 from bluesky import Msg
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from bluesky.utils import MsgGenerator, RequestAbort, RequestStop, RunEngineInterrupted
+from bluesky.utils import FailedStatus, MsgGenerator, RequestAbort, RequestStop, RunEngineInterrupted
 
 from devices.beamline import Beamline
 from devices.potentiostat import Command
@@ -257,7 +257,16 @@ def _guarded_set(beamline: Beamline, command: Command, state: dict[str, Any]) ->
 
 def _describe(err: BaseException) -> str:
     text = str(err) or type(err).__name__
-    return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
+    text = text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
+    # A failed status says only which status failed; the device's own error says why.
+    status = err.args[0] if isinstance(err, FailedStatus) and err.args else None
+    cause = status.exception() if hasattr(status, "exception") else None
+    if cause is not None:
+        text = f"{text}: {type(cause).__name__}: {cause}"
+    device = getattr(status, "pos", None) or getattr(status, "obj", None)
+    if device is not None and getattr(device, "connected", True) is False:
+        text += f" ({device.name} is not connected)"
+    return text
 
 
 def _scan_with_retries(beamline: Beamline, request: ScanRequest) -> MsgGenerator:

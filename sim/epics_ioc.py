@@ -214,7 +214,16 @@ class IOCServer:
             async def ready(async_lib: Any) -> None:
                 self._ready.set()
 
-            await ctx.run(startup_hook=ready)
+            try:
+                await ctx.run(startup_hook=ready)
+            finally:
+                # caproto cancels its circuits' tasks but leaves their sockets to the garbage
+                # collector; close them here, while the loop still runs.
+                for circuit in list(ctx.circuits):
+                    writer = getattr(circuit.client, "writer", None)
+                    if writer is not None:
+                        writer.close()
+                await asyncio.sleep(0)
 
         try:
             self._task = loop.create_task(serve())
@@ -225,6 +234,13 @@ class IOCServer:
             self.error = err
             self._ready.set()
         finally:
+            # Left-over caproto tasks (circuits, queues) would be destroyed pending with the loop.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     def kill(self) -> None:
@@ -234,6 +250,11 @@ class IOCServer:
                 self._loop.call_soon_threadsafe(self._task.cancel)
             except RuntimeError:  # loop already closed
                 pass
+
+    def die_after_moves(self, pv: str, moves: int) -> None:
+        """Fault switch: the IOC dies when motor ``pv`` is asked for its move number ``moves + 1``."""
+        axis = self.group.axes[pv]
+        axis.die_after_moves, axis.on_death = int(moves), self.kill
 
     def stop(self) -> None:
         """Stop serving, wait for the thread, and drop the address from the client's list."""

@@ -228,6 +228,8 @@ class SimSCPIInstrument:
             if reply is not None:
                 self._send(reply)
         if self.faults.active and self.faults.mode == "unplug":
+            # A pulled cable is one event: plugging it back (replug) brings a healthy line.
+            self.faults = Faults()
             self.unplug()
 
     def _execute(self, command: str) -> str | None:
