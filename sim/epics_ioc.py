@@ -104,7 +104,8 @@ class MotorIOC:
 
     def __init__(self, prefix: str, *, scene: SimScene,
                  axes: dict[str, tuple[str, float, str]] | None = None) -> None:
-        self.axes = {suffix: _Axis(f"{prefix}{suffix}", scene=scene, attr=attr, velocity=velocity, egu=egu)
+        self.axes = {f"{prefix}{suffix}": _Axis(f"{prefix}{suffix}", scene=scene, attr=attr, velocity=velocity,
+                                                egu=egu)
                      for suffix, (attr, velocity, egu) in (axes or AXES).items()}
         self.pvdb = {pv: prop for axis in self.axes.values() for pv, prop in axis.pvdb.items()}
 
