@@ -300,3 +300,38 @@ def remove_from_address_list(address: str) -> None:
     with _env_lock:
         entries = [e for e in os.environ.get(ADDR_LIST, "").split() if e != address]
         os.environ[ADDR_LIST] = " ".join(entries)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sim.epics_ioc``: stand-alone simulated motor (and potentiostat) IOC in real
+    time on 127.0.0.1, for rehearsing a ``simulate: false`` beamline configuration."""
+    import argparse
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly on kill, and in background jobs
+        signal.signal(sig, signal.default_int_handler)
+
+    from sim.clock import RealClock
+    from sim.presets import build_scene
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--prefix", default="SIM:", help="PV prefix (records <prefix>ROT, <prefix>SAMX)")
+    parser.add_argument("--port", type=int, default=None, help="CA server port (default: a free one)")
+    parser.add_argument("--potentiostat", metavar="PREFIX", help="also serve potentiostat PVs under PREFIX:")
+    args = parser.parse_args(argv)
+    scene = build_scene("quick", clock=RealClock(), coarsen=2.0)
+    servers = [IOCServer(MotorIOC(args.prefix, scene=scene), args.port).start()]
+    if args.potentiostat:
+        servers.append(IOCServer(PotentiostatIOC(f"{args.potentiostat}:", scene=scene)).start())
+    print("serving on " + " ".join(s.address for s in servers)
+          + "; clients need EPICS_CA_ADDR_LIST set to these; Ctrl-C to stop", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    for server in servers:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

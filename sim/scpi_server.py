@@ -374,3 +374,34 @@ def _number(arg: str, maximum: float) -> float:
     if not abs(value) <= maximum:
         raise SCPIError(-222, "Data out of range")
     return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sim.scpi_server``: a stand-alone simulated 2400 in real time, for rehearsing
+    a ``simulate: false`` beamline configuration without the instrument."""
+    import argparse
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly on kill, and in background jobs
+        signal.signal(sig, signal.default_int_handler)
+
+    from sim.clock import RealClock
+    from sim.presets import build_scene
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--link", required=True, help="port path to create (a symlink to the pty)")
+    parser.add_argument("--preset", default="quick", help="simulated beamline preset (its cell)")
+    parser.add_argument("--terminator", choices=("CR", "LF", "CRLF"), default="LF")
+    args = parser.parse_args(argv)
+    scene = build_scene(args.preset, clock=RealClock(), coarsen=2.0)
+    term = {"CR": "\r", "LF": "\n", "CRLF": "\r\n"}[args.terminator]
+    with SimSCPIInstrument(scene, args.link, terminator=term) as inst:
+        print(f"simulated Keithley 2400 on {inst.port}; Ctrl-C to stop", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
