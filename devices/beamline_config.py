@@ -33,7 +33,7 @@ import yaml
 
 from devices.beamline import Beamline
 from devices.epics import EpicsAxis, EpicsPotentiostatBackend
-from devices.keithley2400 import Keithley2400Backend
+from devices.keithley2400 import TERMINATORS, Keithley2400Backend
 from devices.potentiostat import Potentiostat, PotentiostatError
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,13 @@ def _device(name: str, entry: Any, fail: Any) -> DeviceConfig:
     missing = [k for k in required if k not in options]
     if missing:
         raise fail(f"devices.{name} ({backend}) needs {', '.join(missing)}")
+    terminator = str(options.get("terminator", "LF")).upper()
+    if backend == "serial" and terminator not in TERMINATORS:
+        raise fail(f"devices.{name}: terminator {options['terminator']!r}; choose {' | '.join(TERMINATORS)}")
+    limits = options.get("limits")
+    if limits is not None and not (isinstance(limits, list) and len(limits) == 2
+                                   and all(isinstance(v, (int, float)) for v in limits) and limits[0] < limits[1]):
+        raise fail(f"devices.{name}: limits must be [low, high] numbers with low < high, got {limits!r}")
     return DeviceConfig(name, backend, options)
 
 
@@ -264,7 +271,7 @@ def _start_simulators(config: BeamlineConfig, beamline: Beamline) -> None:
     pot = config.devices["potentiostat"]
     if pot.backend == "serial":
         port = str(pot.options["port"])
-        term = {"CR": "\r", "LF": "\n", "CRLF": "\r\n", "LFCR": "\n\r"}[str(pot.options.get("terminator", "LF")).upper()]
+        term = TERMINATORS[str(pot.options.get("terminator", "LF")).upper()]
         inst = SimSCPIInstrument(scene, None if port == "auto" else port, terminator=term).start()
         beamline.simulators["scpi"] = inst
         beamline.sim_ports["potentiostat"] = inst.port
