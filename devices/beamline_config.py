@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from devices.beamline import Beamline
-from devices.epics import EpicsAxis, EpicsPotentiostatBackend
+from devices.epics import EpicsAxis, EpicsPotentiostatBackend, search_now
 from devices.keithley2400 import TERMINATORS, Keithley2400Backend
 from devices.potentiostat import Potentiostat, PotentiostatError
 
@@ -249,6 +249,7 @@ def _replace_axes(config: BeamlineConfig, beamline: Beamline) -> None:
             kwargs = {"out_position": float(out), "in_position": float(o.get("in_position", 0.0))}
         axis = EpicsAxis(str(o["prefix"]), name=sim_axis.name, soft_limits=tuple(o["limits"]),
                          move_timeout_s=seconds(o.get("move_timeout", 10.0), f"{name}.move_timeout"), **kwargs)
+        search_now()
         try:
             axis.wait_for_connection(timeout=config.connect_timeout_s)
         except Exception as err:

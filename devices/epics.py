@@ -35,6 +35,21 @@ from devices.potentiostat import Command, CommunicationError, InstrumentReported
 from sim.clock import Clock
 
 
+def search_now() -> None:
+    """Make the Channel Access client repeat its unanswered searches now.
+
+    After an IOC went away the client backs off between searches (about 7 s measured here before
+    a restarted IOC was found again); a device about to be checked should not wait for that.
+    Only the caproto control layer has this; with pyepics it does nothing.
+    """
+    import ophyd
+
+    if ophyd.get_cl().name == "caproto":
+        from caproto.threading.pyepics_compat import PV
+
+        PV.default_context().broadcaster.search_now()
+
+
 class EpicsAxis(EpicsMotor):
     """An EPICS motor record with soft limits enforced here and a bounded move time.
 
@@ -115,6 +130,7 @@ class EpicsPotentiostatBackend:
 
     def connect(self) -> str:
         """Wait for every PV; raise CommunicationError naming the first one that is missing."""
+        search_now()
         for sig in self.signals:
             try:
                 sig.wait_for_connection(timeout=self.timeout_s)

@@ -293,7 +293,9 @@ class Keithley2400Backend:
             If the instrument cannot be reached at all.
         """
         with self._lock:
-            if self.link != "connected" and not self._reconnect(self.safe_state_attempts):
+            # A port we closed ourselves (the run is over) gets one try, a lost line the budget.
+            attempts = 1 if self.link == "closed" else self.safe_state_attempts
+            if self.link != "connected" and not self._reconnect(attempts):
                 raise CommunicationError(f"{self.where}: cannot reach the instrument to turn the output off")
             try:
                 self._write(":OUTP OFF")

@@ -255,3 +255,32 @@ def test_unreachable_pv_names_device_and_address(tmp_path, data_dir, capsys):
     assert code != 0
     assert "rotation at EPICS motor NOWHERE:ROT" in err and "does not answer" in err
     assert list(open_catalog(data_dir, create=False).keys()) == []
+
+
+def test_resume_rebuilds_the_configured_beamline(tmp_path, tmp_path_factory, template):
+    """Interrupted at the start of T1 (a pause, as Ctrl-C makes), resumed from the checkpoint in
+    the same process: the simulators and devices are rebuilt from the configuration file, the
+    CA client finds the new IOC, and the protocol completes with T1 taken again."""
+    from bluesky.utils import RunEngineInterrupted
+
+    data = fresh_data_dir(tmp_path_factory, template, "resume")
+    config = write_config(tmp_path)
+    engines = []
+
+    def pause_at_t1(engine):
+        engines.append(engine)
+
+        def watch(name, doc):
+            if name == "start" and doc.get("timestep") == "T1":
+                # request_pause from the RunEngine's own thread would wait on itself
+                threading.Thread(target=engine.request_pause, kwargs={"defer": False}).start()
+
+        engine.subscribe(watch)
+
+    with pytest.raises(RunEngineInterrupted):
+        experiment.run_protocol(PROTOCOL, data_dir=data, progress=False, handle_sigint=False,
+                                beamline=config, configure_engine=pause_at_t1)
+    engines[0].halt()  # the interrupted process would exit here
+    result = experiment.resume_experiment(data, progress=False, handle_sigint=False)
+    assert result.state == "done"
+    assert [s.label for s in result.scans] == ["T0", "T1", "T2"] and all(s.ok for s in result.scans)
