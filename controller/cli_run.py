@@ -39,15 +39,15 @@ def _print_result(result) -> int:  # noqa: ANN001 - ExperimentResult, imported l
 def _cmd_run(args: argparse.Namespace) -> int:
     from controller.experiment import PREVIEW_COARSEN, run_protocol
 
-    if not args.sim:
-        raise ValueError("pass --sim to run on the simulated beamline (real instruments need --beamline CONFIG)")
+    if args.sim == (args.beamline is not None):
+        raise ValueError("pass --sim (the simulated beamline) or --beamline CONFIG (docs/instruments.md), one of them")
     overrides = {}
     if args.projections is not None:
         overrides["projections"] = args.projections
     coarsen = _DETAIL[args.detail] or PREVIEW_COARSEN
     result = run_protocol(args.protocol, data_dir=args.data, seed=args.seed, coarsen=coarsen,
                           scan_overrides=overrides or None, poll_period=args.poll_period,
-                          progress=not args.quiet, real_time=args.real_time)
+                          progress=not args.quiet, real_time=args.real_time, beamline=args.beamline)
     return _print_result(result)
 
 
@@ -82,6 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("protocol", metavar="PROTOCOL",
                      help="protocol file, preset name or preset number (see `tomocycle protocols`)")
     run.add_argument("--sim", action="store_true", help="use the simulated beamline")
+    run.add_argument("--beamline", type=Path, metavar="CONFIG",
+                     help="beamline configuration (YAML): the backend and address of each device")
     _add_data_arg(run)
     run.add_argument("--seed", type=int, default=0, help="random seed of the simulated sample and noise")
     run.add_argument("--detail", choices=sorted(_DETAIL), default="preview",

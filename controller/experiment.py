@@ -22,6 +22,7 @@ from controller.engine import make_run_engine
 from controller.experiment_progress import ExperimentProgress
 from controller.protocol import Protocol, load_protocol, parse_protocol
 from devices.beamline import Beamline, make_sim_beamline
+from devices.beamline_config import BeamlineConfig, configure_beamline, load_beamline_config
 from plans.operando import operando
 from protocols import preset_path
 from sim.cell_params import get_preset as get_cell_preset
@@ -113,13 +114,32 @@ def build_sim_beamline(protocol: Protocol, frames_dir: Path, *, seed: int, coars
                              clock=clock)
 
 
+def build_beamline(protocol: Protocol, frames_dir: Path, *, seed: int, coarsen: float,
+                   config: BeamlineConfig | None = None, real_time: bool = False) -> Beamline:
+    """The beamline of a run: simulated, or the devices a beamline configuration names.
+
+    Raises
+    ------
+    BeamlineConfigError
+        A configured device does not answer (before anything touches the cell).
+    """
+    if config is None:
+        return build_sim_beamline(protocol, frames_dir, seed=seed, coarsen=coarsen, real_time=real_time)
+    preset = _sim_preset(protocol)
+    # Simulated instruments share the scene's virtual clock; real ones run on the wall clock.
+    clock = None if config.simulate else RealClock()
+    beamline = make_sim_beamline(preset, frames_dir, seed=seed, cell=_sim_cell(protocol, preset),
+                                 coarsen=coarsen, clock=clock)
+    return configure_beamline(config, beamline)
+
+
 def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
                  coarsen: float = PREVIEW_COARSEN, scan_overrides: dict[str, Any] | None = None,
                  poll_period: float | None = None, progress: bool = True, handle_sigint: bool = True,
                  configure_engine: Callable[[Any], None] | None = None,
                  configure_beamline: Callable[[Beamline], None] | None = None,
-                 real_time: bool = False) -> ExperimentResult:
-    """Run a protocol file on the simulated beamline, storing everything in ``data_dir``.
+                 real_time: bool = False, beamline: str | Path | None = None) -> ExperimentResult:
+    """Run a protocol file on the simulated beamline (or a configured one), storing everything in ``data_dir``.
 
     Parameters
     ----------
@@ -145,26 +165,35 @@ def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
         Called with the beamline before the plan starts (e.g. to inject instrument faults).
     real_time
         Run the simulated beamline on the wall clock instead of the virtual one.
+    beamline
+        A beamline configuration file (docs/instruments.md); the simulated beamline if None.
     """
     path = resolve_protocol(protocol)
     proto = load_protocol(path)
     _check_overrides(scan_overrides, poll_period)
     preset = _sim_preset(proto)
     paths = prepare_data_dir(data_dir)
-    client = open_catalog(paths.root)
-    experiment_id = uuid.uuid4().hex[:12]
-    store = CheckpointStore(experiments_dir(paths.root) / experiment_id)
-    header = {"experiment_id": experiment_id, "protocol_name": proto.name, "protocol_file": str(path.resolve()),
-              "beamline": {"kind": "sim", "preset": preset, "seed": seed, "coarsen": coarsen,
-                           "real_time": real_time},
-              "options": {"scan_overrides": scan_overrides or {}, "poll_period": poll_period},
-              "segments": 0}
-    store.create(path.read_text(encoding="utf-8"), header)
-    beamline = build_sim_beamline(proto, paths.frames, seed=seed, coarsen=coarsen, real_time=real_time)
-    if configure_beamline is not None:
-        configure_beamline(beamline)
-    return _run_segment(proto, beamline, client, store, progress=progress, handle_sigint=handle_sigint,
-                        configure_engine=configure_engine, restored=None)
+    config = load_beamline_config(beamline) if beamline is not None else None
+    # Devices first: a configured device that does not answer fails here, before any record.
+    bl = build_beamline(proto, paths.frames, seed=seed, coarsen=coarsen, config=config, real_time=real_time)
+    try:
+        if configure_beamline is not None:
+            configure_beamline(bl)
+        client = open_catalog(paths.root)
+        experiment_id = uuid.uuid4().hex[:12]
+        store = CheckpointStore(experiments_dir(paths.root) / experiment_id)
+        header = {"experiment_id": experiment_id, "protocol_name": proto.name, "protocol_file": str(path.resolve()),
+                  "beamline": {"kind": "sim" if config is None else "config", "preset": preset, "seed": seed,
+                               "coarsen": coarsen, "real_time": real_time,
+                               **({"config": str(Path(beamline).resolve()), "setup": config.to_dict()}
+                                  if config is not None and beamline is not None else {})},
+                  "options": {"scan_overrides": scan_overrides or {}, "poll_period": poll_period},
+                  "segments": 0}
+        store.create(path.read_text(encoding="utf-8"), header)
+        return _run_segment(proto, bl, client, store, progress=progress, handle_sigint=handle_sigint,
+                            configure_engine=configure_engine, restored=None)
+    finally:
+        bl.close()
 
 
 def resume_experiment(data_dir: str | Path, experiment_id: str | None = None, *, progress: bool = True,
@@ -188,13 +217,17 @@ def resume_experiment(data_dir: str | Path, experiment_id: str | None = None, *,
         raise CheckpointError(f"{store.path}: the experiment never started; run it again instead")
     proto = parse_protocol(store.protocol_path.read_text(encoding="utf-8"), source=data["protocol_file"])
     bl = data["beamline"]
-    beamline = build_sim_beamline(proto, paths.frames, seed=int(bl["seed"]), coarsen=float(bl["coarsen"]),
-                                  real_time=bool(bl.get("real_time", False)))
-    assert beamline.scene is not None
-    beamline.scene.restore(data["sim"])
-    client = open_catalog(paths.root)
-    return _run_segment(proto, beamline, client, store, progress=progress, handle_sigint=handle_sigint,
-                        configure_engine=configure_engine, restored=data)
+    config = load_beamline_config(bl["config"]) if bl.get("config") else None
+    beamline = build_beamline(proto, paths.frames, seed=int(bl["seed"]), coarsen=float(bl["coarsen"]),
+                              config=config, real_time=bool(bl.get("real_time", False)))
+    try:
+        if beamline.scene is not None and "sim" in data:
+            beamline.scene.restore(data["sim"])
+        client = open_catalog(paths.root)
+        return _run_segment(proto, beamline, client, store, progress=progress, handle_sigint=handle_sigint,
+                            configure_engine=configure_engine, restored=data)
+    finally:
+        beamline.close()
 
 
 def _run_segment(proto: Protocol, beamline: Beamline, client: Any, store: CheckpointStore, *,
@@ -202,15 +235,19 @@ def _run_segment(proto: Protocol, beamline: Beamline, client: Any, store: Checkp
                  restored: dict[str, Any] | None) -> ExperimentResult:
     header = store.read()
     opts = header["options"]
+    # A real cell has no simulated scene: no simulator state is checkpointed then.
     scene = beamline.scene
-    assert scene is not None
     preset = get_beamline_preset(header["beamline"]["preset"])
 
-    def save(state: dict[str, Any]) -> None:
-        store.update(controller=state, sim=scene.state_dict())
+    def sim_state() -> dict[str, Any]:
+        return {"sim": scene.state_dict()} if scene is not None else {}
 
+    def save(state: dict[str, Any]) -> None:
+        store.update(controller=state, **sim_state())
+
+    cell_params = scene.cell.params if scene is not None else _sim_cell(proto, preset.name)
     decider = ProtocolController(proto, experiment_id=header["experiment_id"], fly=preset.scan.fly,
-                                 initial_soc=scene.cell.params.initial_soc, checkpoint=save,
+                                 initial_soc=cell_params.initial_soc, checkpoint=save,
                                  scan_overrides=opts["scan_overrides"], poll_period_s=opts["poll_period"])
     if restored is not None:
         decider.restore(restored["controller"])
@@ -223,19 +260,20 @@ def _run_segment(proto: Protocol, beamline: Beamline, client: Any, store: Checkp
         configure_engine(engine)
     md = {"experiment_id": header["experiment_id"], "protocol": proto.name, "protocol_file": header["protocol_file"],
           "protocol_text": store.protocol_path.read_text(encoding="utf-8"), "segment": segment,
-          "cell": {"preset": scene.cell.params.name, "capacity_Ah": proto.capacity_Ah},
-          "beamline": header["beamline"], "simulated": True}
+          "cell": {"preset": cell_params.name, "capacity_Ah": proto.capacity_Ah},
+          "beamline": header["beamline"], "simulated": scene is not None}
     wall = time.perf_counter()
     try:
         uids = engine(operando(decider, beamline, md=md))
     finally:
-        store.update(controller=decider.to_dict(), sim=scene.state_dict(),
-                     finished=decider.state.value in ("done", "fault"))
+        store.update(controller=decider.to_dict(), finished=decider.state.value in ("done", "fault"),
+                     **sim_state())
     return ExperimentResult(
         experiment_id=header["experiment_id"], protocol=proto.name, state=decider.state.value,
         fault=decider.fault_reason, scans=list(decider.scans), alarms=list(decider.alarms),
-        data_dir=store.folder.parents[1], cell_time_s=scene.clock.now(), wall_s=time.perf_counter() - wall,
-        run_uids=tuple(uids or ()), t0=decider.safety.t0 if decider.safety else 0.0)
+        data_dir=store.folder.parents[1], cell_time_s=beamline.cell_clock.clock.now(),
+        wall_s=time.perf_counter() - wall, run_uids=tuple(uids or ()),
+        t0=decider.safety.t0 if decider.safety else 0.0, simulated=beamline.cell_clock.clock.is_virtual)
 
 
 def _check_overrides(scan_overrides: dict[str, Any] | None, poll_period: float | None) -> None:

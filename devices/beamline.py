@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from devices.clock import CellClock
 from devices.detector import SimFrameSource, TomoDetector
@@ -27,11 +28,27 @@ class Beamline:
     shutter: Shutter
     detector: TomoDetector
     cell_clock: CellClock
+    #: The simulated scene when the cell is simulated (None with a real potentiostat).
     scene: SimScene | None = None
+    #: Called by :meth:`close`, last first: ports to close, simulated servers to stop.
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    #: Simulated instrument servers started for this beamline, by role (for tests and tools).
+    simulators: dict[str, Any] = field(default_factory=dict)
+    #: Ports of simulated serial instruments, by device.
+    sim_ports: dict[str, str] = field(default_factory=dict)
 
     def devices(self) -> list[Any]:
         """All devices, for connection checks and safe-state handling."""
         return [self.potentiostat, self.rotation, self.sample, self.shutter, self.detector, self.cell_clock]
+
+    def close(self) -> None:
+        """Release ports and stop simulated servers; errors are logged, not raised."""
+        while self.closers:
+            closer = self.closers.pop()
+            try:
+                closer()
+            except Exception:  # closing one thing must not keep the others open
+                logging.getLogger(__name__).exception("closing %r failed", closer)
 
 
 def make_sim_beamline(preset: str | BeamlinePreset, frames_dir: str | Path, *, seed: int = 0,

@@ -110,6 +110,9 @@ class PotentiostatBackend(Protocol):
 
     def apply(self, command: Command) -> None: ...
 
+    # Optional: ``safe_state()`` -- output off / relay open, called on faults, aborts and at the
+    # end; backends without it get ``apply(Command.ocv())``.
+
 
 class SimPotentiostatBackend:
     """Drives the shared simulated cell; time is the scene's clock.
@@ -205,8 +208,17 @@ class Potentiostat(Device):
         return finished_status()
 
     def safe_state(self) -> None:
-        """Put the cell at open circuit with the output off (used on abort and on faults)."""
-        self.backend.apply(Command.ocv())
+        """Put the cell at open circuit with the output off (used on abort and on faults).
+
+        A backend with a ``safe_state()`` of its own (a real SMU, whose open-circuit *rest* keeps
+        the output on at 0 A to read the voltage) uses it to open the output relay; others apply
+        :meth:`Command.ocv`.
+        """
+        own = getattr(self.backend, "safe_state", None)
+        if own is not None:
+            own()
+        else:
+            self.backend.apply(Command.ocv())
         self.mode.put("ocv")
         self.setpoint.put(0.0)
 

@@ -204,9 +204,10 @@ def operando(decider: Decider, beamline: Beamline, *, md: dict[str, Any] | None 
                                  reason=state["fault"] or "")
 
     def make_safe() -> MsgGenerator:
-        # Whatever ended the plan, the cell is left at open circuit with the output off.
+        # Whatever ended the plan, the cell is left at open circuit with the output off: the
+        # potentiostat's stop() is its safe state (a real SMU's rest at 0 A keeps the output on).
         try:
-            yield from _set(beamline.potentiostat, Command.ocv(), timeout=decider.comm_timeout_s)
+            yield Msg("stop", beamline.potentiostat)
         except _ENGINE_EXCEPTIONS:
             raise
         except Exception as err:  # a dead instrument cannot be commanded; say so loudly
@@ -259,13 +260,18 @@ def _guarded_set(beamline: Beamline, command: Command, state: dict[str, Any]) ->
 
 
 def _describe(err: BaseException) -> str:
-    # A device that fails inside a status surfaces as FailedStatus(status): say what failed.
-    if isinstance(err, FailedStatus) and err.args and hasattr(err.args[0], "exception"):
-        cause = err.args[0].exception()
-        if cause is not None:
-            err = cause
+    # A device that fails inside a status surfaces as FailedStatus(status), which says only
+    # which status failed: report the device's own error, and whether it is disconnected.
+    status = err.args[0] if isinstance(err, FailedStatus) and err.args else None
+    cause = status.exception() if hasattr(status, "exception") else None
+    if cause is not None:
+        err = cause
     text = str(err) or type(err).__name__
-    return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
+    text = text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
+    device = getattr(status, "pos", None) or getattr(status, "obj", None)
+    if device is not None and getattr(device, "connected", True) is False:
+        text += f" ({device.name} is not connected)"
+    return text
 
 
 def _scan_with_retries(beamline: Beamline, request: ScanRequest, timeout: float) -> MsgGenerator:
