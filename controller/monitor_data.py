@@ -125,6 +125,15 @@ def next_scan(protocol: Protocol | None, polls: dict[str, np.ndarray], scans_don
     scan step in protocol order. Interruptions inside schedule blocks are not subtracted, so a
     time is an estimate.
 
+    Parameters
+    ----------
+    protocol
+        The protocol being run (None: unknown, nothing can be said beyond a scan under way).
+    polls
+        The electrochemistry polls so far (``cell_time``, ``state``, ``step`` columns).
+    scans_done
+        Scans finished so far; the next (or running) scan is ``T<scans_done>``.
+
     Returns
     -------
     dict or None
@@ -370,7 +379,8 @@ class MonitorData:
         }
         if n:
             last = {k: v[-1] for k, v in polls.items()}
-            done = int(last.get("scans", len(scans)))
+            # The scans column counts a scan from its first frame: one still being taken is not done.
+            done = int(last.get("scans", len(scans))) - (1 if str(last["state"]) == "scanning" else 0)
             snap["current"] = {
                 "state": str(last["state"]), "step": str(last["step"]), "step_label": str(last.get("step_label", "")),
                 "step_text": _step_text(protocol, str(last["step"])),

@@ -153,7 +153,8 @@ class _CatalogSink:
 
 def replay_documents(data_dir: str | Path, experiment_id: str, *, speed: float = 0.0,
                      publish: str | None = None, to: str | Path | None = None,
-                     sinks: Iterable[Sink] = (), sleep: Callable[[float], None] = time.sleep) -> ReplayResult:
+                     sinks: Iterable[Sink] = (), sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.perf_counter) -> ReplayResult:
     """Re-emit a stored experiment's documents in time order.
 
     Parameters
@@ -170,8 +171,8 @@ def replay_documents(data_dir: str | Path, experiment_id: str, *, speed: float =
         A data directory to store the replayed experiment in (created; must not be ``data_dir``).
     sinks
         More ``(name, doc)`` callables (tests, in-process consumers).
-    sleep
-        Waits between documents (injectable).
+    sleep, clock
+        Waits between documents, and the wall clock it paces by (injectable).
     """
     if speed < 0:
         raise ValueError(f"--speed must be >= 0, got {speed}")
@@ -201,7 +202,7 @@ def replay_documents(data_dir: str | Path, experiment_id: str, *, speed: float =
     client = open_catalog(src.root, create=False)
     runs = experiment_runs(client, eid)
     counts: dict[str, int] = {}
-    wall0 = time.perf_counter()
+    wall0 = clock()
     first: float | None = None
     last = 0.0
     try:
@@ -209,7 +210,7 @@ def replay_documents(data_dir: str | Path, experiment_id: str, *, speed: float =
             if first is None:
                 first = t
             if speed > 0:
-                due = (t - first) / speed - (time.perf_counter() - wall0)
+                due = (t - first) / speed - (clock() - wall0)
                 if due > 0:
                     sleep(due)
             for target in targets:
@@ -221,7 +222,7 @@ def replay_documents(data_dir: str | Path, experiment_id: str, *, speed: float =
             close()
         if out_dir is not None:
             CheckpointStore(experiments_dir(out_dir) / eid).update(finished=True)
-    return ReplayResult(experiment_id=eid, runs=len(runs), documents=counts, wall_s=time.perf_counter() - wall0,
+    return ReplayResult(experiment_id=eid, runs=len(runs), documents=counts, wall_s=clock() - wall0,
                         span_s=last - (first or last), data_dir=out_dir)
 
 
