@@ -21,7 +21,11 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data {args.data}: no such directory")
-    server = serve(args.data, host=args.host, port=args.port, experiment=args.experiment)
+    try:
+        server = serve(args.data, host=args.host, port=args.port, experiment=args.experiment)
+    except OSError as err:
+        raise ValueError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); "
+                         "pick another --port (0: any free one)") from None
     print(f"tomocycle monitor: {server.url}  (data {server.data.data_dir}; Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()
