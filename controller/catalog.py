@@ -119,6 +119,7 @@ def open_catalog(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR, *, create:
         from tiled.client import Context, from_context
         from tiled.server.app import build_app
     _quiet_third_party_loggers()
+    _register_document_exporter()
 
     try:
         adapter = from_uri(
@@ -183,6 +184,16 @@ def make_writer(client: Any) -> Any:
     # No normalizer: tomocycle emits current event-model documents, and the normalizer's
     # per-event re-emission costs half a millisecond per poll.
     return _Writer(client, batch_size=WRITER_BATCH_SIZE, normalizer=None)
+
+
+def _register_document_exporter() -> None:
+    # ``run.documents()`` asks the server for a JSON-seq export of the run (``tomocycle replay``
+    # re-emits a stored experiment that way); tiled serves it only once the exporter is registered.
+    from bluesky_tiled_plugins.exporters import json_seq_exporter
+    from tiled.media_type_registration import default_serialization_registry
+
+    if "application/json-seq" not in default_serialization_registry.media_types("BlueskyRun"):
+        default_serialization_registry.register("BlueskyRun", "application/json-seq", json_seq_exporter)
 
 
 def _quiet_third_party_loggers() -> None:

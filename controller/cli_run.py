@@ -7,7 +7,11 @@ docs/protocol-language.md for the protocol files these commands take.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from controller.catalog import DEFAULT_DATA_DIR
 
@@ -36,6 +40,31 @@ def _print_result(result) -> int:  # noqa: ANN001 - ExperimentResult, imported l
     return 0 if result.state == "done" else 1
 
 
+@contextmanager
+def _monitor_process(enabled: bool, data_dir: Path, port: int) -> Iterator[None]:
+    """``tomocycle monitor`` for ``data_dir`` in a child process while the block runs.
+
+    A separate process, so the page's reads never hold the RunEngine's interpreter; its URL line
+    goes to stderr with the progress. It shows the newest experiment, i.e. the one starting.
+    """
+    if not enabled:
+        yield
+        return
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    child = subprocess.Popen([sys.executable, "-m", "controller.cli", "monitor", "--data", str(data_dir),
+                              "--port", str(port)], stdout=sys.stderr, stderr=sys.stderr)
+    try:
+        yield
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        print(f"monitor stopped; `tomocycle monitor --data {data_dir}` shows the experiment again", file=sys.stderr)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from controller.experiment import PREVIEW_COARSEN, run_protocol
 
@@ -45,9 +74,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.projections is not None:
         overrides["projections"] = args.projections
     coarsen = _DETAIL[args.detail] or PREVIEW_COARSEN
-    result = run_protocol(args.protocol, data_dir=args.data, seed=args.seed, coarsen=coarsen,
-                          scan_overrides=overrides or None, poll_period=args.poll_period,
-                          progress=not args.quiet, real_time=args.real_time, beamline=args.beamline)
+    with _monitor_process(args.monitor, args.data, args.monitor_port):
+        result = run_protocol(args.protocol, data_dir=args.data, seed=args.seed, coarsen=coarsen,
+                              scan_overrides=overrides or None, poll_period=args.poll_period,
+                              progress=not args.quiet, real_time=args.real_time, beamline=args.beamline)
     return _print_result(result)
 
 
@@ -94,6 +124,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--real-time", action="store_true",
                      help="run the simulated beamline on the wall clock (a rehearsal at the real pace)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--monitor", action="store_true",
+                     help="serve the live web page (tomocycle monitor) for this run while it runs")
+    run.add_argument("--monitor-port", type=int, default=8765, metavar="P",
+                     help="port of the --monitor page (default 8765; 0: any free port)")
     run.set_defaults(func=_cmd_run)
 
     resume = sub.add_parser("resume", help="continue an interrupted experiment from its last checkpoint")
