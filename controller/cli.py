@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli_bench",
     "controller.cli_recon",
     "controller.cli_classify",
+    "controller.cli_live",
 )
 
 

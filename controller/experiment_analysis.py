@@ -99,11 +99,18 @@ def _timestep_index(label: str) -> int:
 def list_experiments(client: Any) -> list[str]:
     """Experiment ids of the operando runs in a catalog, oldest first."""
     found = []
-    for uid in client:
-        start = client[uid].metadata["start"]
+    for _, run in client.items():  # items(): metadata comes in pages, not one request per run
+        start = run.metadata["start"]
         if start.get("plan_name") == "operando" and start.get("experiment_id"):
             found.append((float(start.get("time", 0.0)), start["experiment_id"]))
     return [eid for _, eid in sorted(set(found))]
+
+
+def runs_of_experiment(client: Any, experiment_id: str) -> list[tuple[str, Any]]:
+    """(uid, run) of every run whose start document names ``experiment_id`` (a catalog query)."""
+    from tiled.queries import Key
+
+    return list(client.search(Key("start.experiment_id") == experiment_id).items())
 
 
 def experiment_info(client: Any, experiment_id: str) -> ExperimentInfo:
@@ -117,8 +124,7 @@ def experiment_info(client: Any, experiment_id: str) -> ExperimentInfo:
     info: ExperimentInfo | None = None
     best: dict[str, tuple[float, Any]] = {}
     seen = False
-    for uid in client:
-        run = client[uid]
+    for _, run in runs_of_experiment(client, experiment_id):
         start = run.metadata["start"]
         if start.get("experiment_id") != experiment_id:
             continue
@@ -192,17 +198,22 @@ def _finite(value: Any) -> Any:
 
 
 def write_slices(folder: Path, slices: dict[str, np.ndarray], stem: str = "slice") -> dict[str, str]:
-    """``<stem>s.npz`` and one PNG per slice (``<stem>_xy.png`` ...); paths relative to ``folder``."""
+    """``<stem>s.npz`` and one PNG per slice (``<stem>_xy.png`` ...); names relative to ``folder``.
+
+    The final slices are ``slices.npz`` and ``slice_xy.png`` ...; the live preview's
+    ``preview_slices.npz`` and ``preview_xy.png`` ...
+    """
+    npz = "slices.npz" if stem == "slice" else f"{stem}_slices.npz"
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{stem}s.tmp.npz"
+    tmp = folder / f".{stem}.tmp.npz"
     np.savez_compressed(tmp, **slices)
-    os.replace(tmp, folder / f"{stem}s.npz")
-    out = {"npz": f"{stem}s.npz"}
+    os.replace(tmp, folder / npz)
+    out = {"npz": npz}
     both = np.concatenate([s.ravel() for s in slices.values()])
     lo, hi = (np.percentile(both, [1, 99]) if both.size else (0.0, 1.0))
     for name, img in slices.items():
@@ -310,8 +321,8 @@ def write_summary(root: Path, info: ExperimentInfo, live: dict[str, Any] | None 
 # ------------------------------------------------------------------------ analysis runs
 def has_analysis_run(client: Any, experiment_id: str, timestep: str, scan_uid: str) -> bool:
     """Whether the catalog already holds the analysis run of this timestep (restarts write it once)."""
-    for uid in client:
-        start = client[uid].metadata["start"]
+    for _, run in runs_of_experiment(client, experiment_id):
+        start = run.metadata["start"]
         if (start.get("kind") == "analysis" and start.get("experiment_id") == experiment_id
                 and start.get("timestep") == timestep and start.get("scan_uid") == scan_uid):
             return True
