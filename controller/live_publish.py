@@ -104,6 +104,24 @@ def start_proxy(host: str = DEFAULT_HOST, in_port: int = DEFAULT_IN_PORT, out_po
                            + (lines[-1] if lines else "no output"))
 
 
+def ensure_proxy(host: str = DEFAULT_HOST, in_port: int = DEFAULT_IN_PORT,
+                 out_port: int = DEFAULT_OUT_PORT) -> ProxyProcess | None:
+    """Start a proxy, or return None when one already holds the ports (a facility's long-lived proxy).
+
+    Raises
+    ------
+    LivePublishError
+        If it fails for any other reason.
+    """
+    try:
+        return start_proxy(host, in_port, out_port)
+    except LivePublishError as err:
+        if "in use" in str(err):
+            log.info("a 0MQ proxy already listens on %s:%d; publishing to it", host, in_port)
+            return None
+        raise
+
+
 def attach_publisher(engine: Any, address: str) -> Any:
     """Subscribe a 0MQ Publisher sending to ``address`` (host:port) to a RunEngine; return it.
 
