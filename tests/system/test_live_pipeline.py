@@ -188,34 +188,45 @@ def _offline_reference(data: Path, experiment_id: str, live_root: Path, tmp: Pat
     return ref
 
 
-def test_consumer_alongside_then_killed_and_restarted(tmp_path: Path) -> None:
-    """A consumer follows a running experiment over 0MQ; killed mid-experiment and restarted, it
-    still ends with exactly the offline results, and one analysis run per timestep."""
+def _live_run(tmp_path: Path, *, kill: bool) -> tuple[Path, str]:
+    """Run the protocol publishing over 0MQ with a consumer alongside (killed and restarted once
+    it has written anything of T0, when ``kill``); return the data directory and experiment id."""
     from controller.live_publish import start_proxy
 
     data = tmp_path / "data"
     in_port, out_port = _free_port(), _free_port()
     with start_proxy(in_port=in_port, out_port=out_port):
-        first = _start_consumer(data, out_port)
+        consumer = _start_consumer(data, out_port)
         experiment = _start_experiment(tmp_path, data, in_port)
-        # Kill the first consumer once it has written anything of T0 (a live preview during the
-        # first scan, or T0's results): the experiment is running, T1 and T2 are still to come.
-        deadline = time.monotonic() + CONSUMER_TIMEOUT_S
-        while not list((data / ANALYSIS_DIR).glob("*/T0/*")):
-            assert time.monotonic() < deadline and first.poll() is None, "the consumer wrote nothing of T0"
-            time.sleep(0.2)
-        first.send_signal(signal.SIGKILL)
-        first.communicate()
-        second = _start_consumer(data, out_port)
+        if kill:
+            # A live preview during the first scan, or T0's results: the experiment is running,
+            # T1 and T2 are still to come.
+            deadline = time.monotonic() + CONSUMER_TIMEOUT_S
+            while not list((data / ANALYSIS_DIR).glob("*/T0/*")):
+                assert time.monotonic() < deadline and consumer.poll() is None, "the consumer wrote nothing of T0"
+                time.sleep(0.2)
+            consumer.send_signal(signal.SIGKILL)
+            consumer.communicate()
+            consumer = _start_consumer(data, out_port)
         out, _ = experiment.communicate(timeout=CONSUMER_TIMEOUT_S)
         assert experiment.returncode == 0
-        experiment_id = out.strip().splitlines()[-1]
-        log, _ = second.communicate(timeout=CONSUMER_TIMEOUT_S)
-        assert second.returncode == 0, log
+        log, _ = consumer.communicate(timeout=CONSUMER_TIMEOUT_S)
+        assert consumer.returncode == 0, log
+    return data, out.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["uninterrupted", "killed-and-restarted"])
+def test_live_consumer_matches_offline(tmp_path: Path, kill: bool) -> None:
+    """A consumer follows a running experiment over 0MQ and ends with exactly the offline results
+    and one analysis run per timestep; killed mid-experiment and restarted, too."""
+    data, experiment_id = _live_run(tmp_path, kill=kill)
     root = analysis_root(data, experiment_id)
     summary = json.loads((root / "summary.json").read_text())
     assert [s["timestep"] for s in summary["timesteps"]] == TIMESTEPS
     assert summary["experiment_finished"] is True
+    if not kill:
+        # The live view was written while scans were acquired.
+        assert all((root / step / "preview_slices.npz").exists() for step in TIMESTEPS)
     live = snapshot(root)
     runs = _analysis_runs(data, experiment_id)
     assert sorted(r["timestep"] for r in runs) == TIMESTEPS
