@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="exit once every followed experiment has ended and is analysed")
     c.add_argument("--catchup", type=float, default=5.0, metavar="S",
                    help="look in the catalog for missed scan ends every S seconds (default 5)")
+    c.add_argument("--nice", type=int, default=10, metavar="N",
+                   help="lower the consumer's CPU priority by N (default 10) so that an acquisition on "
+                        "the same machine wins the cores; 0 to keep it")
     c.set_defaults(func=_cmd_consume)
 
     a = sub.add_parser("analyze", help="reconstruct and analyse every timestep of a stored experiment")
@@ -36,10 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_consume(args: argparse.Namespace) -> int:
     import logging
+    import os
 
     from controller.live_consumer import serve
     from controller.live_publish import DEFAULT_OUT_PORT, parse_address
 
+    if args.nice > 0:
+        # Same machine as the RunEngine: the consumer may fall behind, acquisition must not.
+        os.nice(args.nice)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("controller").setLevel(logging.INFO)
     host, port = parse_address(args.proxy, DEFAULT_OUT_PORT)
