@@ -36,8 +36,8 @@ SUMMARY_FILE = "summary.json"
 SLICE_NAMES = ("xy", "xz", "yz")
 
 
-class AnalysisError(RuntimeError):
-    """An experiment cannot be analysed (unknown id, no finished scan ...)."""
+class AnalysisError(ValueError):
+    """An experiment cannot be analysed (unknown id, no finished scan ...): the operator's to fix."""
 
 
 @dataclass(frozen=True)
