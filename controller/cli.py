@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli_recon",
     "controller.cli_classify",
     "controller.cli_monitor",
+    "controller.cli_live",
 )
 
 

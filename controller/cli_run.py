@@ -11,7 +11,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from controller.catalog import DEFAULT_DATA_DIR
 
@@ -74,11 +74,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.projections is not None:
         overrides["projections"] = args.projections
     coarsen = _DETAIL[args.detail] or PREVIEW_COARSEN
-    with _monitor_process(args.monitor, args.data, args.monitor_port):
+    with _monitor_process(args.monitor, args.data, args.monitor_port), \
+            _publishing(args.publish) as configure_engine:
         result = run_protocol(args.protocol, data_dir=args.data, seed=args.seed, coarsen=coarsen,
                               scan_overrides=overrides or None, poll_period=args.poll_period,
-                              progress=not args.quiet, real_time=args.real_time, beamline=args.beamline)
+                              progress=not args.quiet, real_time=args.real_time, beamline=args.beamline,
+                              configure_engine=configure_engine)
     return _print_result(result)
+
+
+@contextmanager
+def _publishing(address: str | None) -> Iterator[Callable[[Any], None] | None]:
+    """``--publish``: a 0MQ proxy (started unless one runs) and a publisher on the RunEngine."""
+    if address is None:
+        yield None
+        return
+    from controller.live_publish import DEFAULT_IN_PORT, attach_publisher, ensure_proxy, parse_address
+
+    host, in_port = parse_address(address, DEFAULT_IN_PORT)
+    proxy = ensure_proxy(host, in_port, in_port + 1)
+    try:
+        yield lambda engine: attach_publisher(engine, f"{host}:{in_port}")
+    finally:
+        if proxy is not None:
+            proxy.close()
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -123,6 +142,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="seconds of cell time between potentiostat polls (default: the protocol's)")
     run.add_argument("--real-time", action="store_true",
                      help="run the simulated beamline on the wall clock (a rehearsal at the real pace)")
+    run.add_argument("--publish", nargs="?", const="127.0.0.1:5577", default=None, metavar="HOST:PORT",
+                     help="publish documents over 0MQ for `tomocycle consume` (docs/live.md); starts a proxy "
+                          "taking them on PORT and serving consumers on PORT+1 unless one runs "
+                          "(default 127.0.0.1:5577)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.add_argument("--monitor", action="store_true",
                      help="serve the live web page (tomocycle monitor) for this run while it runs")
