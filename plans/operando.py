@@ -94,9 +94,13 @@ def _settle(status: Any, group: str, timeout: float | None) -> MsgGenerator:
 
 
 def _measure(potentiostat: Any, timeout: float) -> MsgGenerator:
-    status = yield Msg("trigger", potentiostat, group="operando-measure")
-    yield from _settle(status, "operando-measure", timeout)
-    values = yield Msg("read", potentiostat)
+    values = None
+    # A suspender that trips while the read is in flight makes the RunEngine rewind to the last
+    # checkpoint and answer the interrupted message with None: measure again after the resume.
+    while values is None:
+        status = yield Msg("trigger", potentiostat, group="operando-measure")
+        yield from _settle(status, "operando-measure", timeout)
+        values = yield Msg("read", potentiostat)
     name = potentiostat.name
 
     def value(key: str) -> Any:
