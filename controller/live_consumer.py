@@ -6,8 +6,9 @@ on the main thread:
 
 * While a scan is acquired it reads the new frames from the HDF5 file the StreamResource names,
   up to the index the latest StreamDatum reports (SWMR reads, the file is still being written),
-  and updates a live preview (:class:`analysis.live_preview.LivePreview`: binned volume and three
-  orthogonal slices), written at most every ``preview_s`` seconds.
+  and updates a live preview (:class:`controller.scan_preview.ScanPreview`: binned volume and
+  three orthogonal slices), read at most every ``preview_s`` seconds and written as often as its
+  own cost allows.
 * When a scan ends, and whenever it has reason to believe it missed something, it *reconciles*:
   it asks the catalog which scans of the experiment have finished and runs, in timestep order,
   the end-of-scan work for each one not done yet (:func:`controller.experiment_analysis.finish_timestep`:
@@ -35,13 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from analysis.formats import TomoFileError
-from analysis.live_preview import LivePreview
 from analysis.reconstruction import ReconOptions
 from controller.experiment_analysis import (AnalysisError, analysis_root, done_timesteps, experiment_info,
-                                            finish_timestep, list_experiments, write_slices, write_summary)
+                                            finish_timestep, list_experiments, write_summary)
+from controller.scan_preview import ScanPreview
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +73,8 @@ class _LiveScan:
     timestep: str
     frames_file: Path | None = None
     available: int = 0  #: frames the file holds according to the latest StreamDatum
-    read: int = 0  #: frames already fed to the preview
-    preview: LivePreview | None = None
-    last_write: float = 0.0
+    preview: ScanPreview | None = None
+    last_read: float = -float("inf")
     image_resource: str | None = None
 
 
@@ -304,35 +302,29 @@ class LiveConsumer:
 
     # ------------------------------------------------------------------ preview
     def _update_preview(self, scan: _LiveScan, *, force: bool) -> None:
-        if scan.frames_file is None or scan.available <= scan.read:
+        if scan.frames_file is None:
             return
         now = time.monotonic()
-        if not force and now - scan.last_write < self.preview_s:
+        if not force and now - scan.last_read < self.preview_s:
             return
+        root = analysis_root(self.data_dir, scan.experiment_id)
+        if scan.preview is None:
+            scan.preview = ScanPreview(scan.frames_file, root / scan.timestep, min_write_s=self.preview_s)
         try:
-            frames, keys, angles = _read_frames(scan.frames_file, scan.read, scan.available)
+            self.stats.frames_read += scan.preview.advance(scan.available)
         except (OSError, KeyError) as err:  # not flushed yet: the next datum tries again
             log.debug("preview read of %s failed: %s", scan.frames_file, err)
             return
-        if scan.preview is None:
-            scan.preview = LivePreview(frames.shape[1:])
-        scan.preview.add(frames, keys, angles)
-        scan.read += len(frames)
-        self.stats.frames_read += len(frames)
-        scan.last_write = now
-        if scan.preview.n_projections == 0:
+        scan.last_read = now
+        names = scan.preview.write(final=force)
+        if names is None:
             return
-        root = analysis_root(self.data_dir, scan.experiment_id)
-        folder = root / scan.timestep
-        rel = write_slices(folder, scan.preview.slices(), stem="preview")
-        tmp = folder / ".preview_volume.tmp.npy"
-        np.save(tmp, scan.preview.volume())
-        os.replace(tmp, folder / "preview_volume.npy")
         self.stats.previews += 1
-        live = {"timestep": scan.timestep, "scan_uid": scan.uid, "frames_read": scan.read,
-                "projections": scan.preview.n_projections,
-                "slices": {k: f"{scan.timestep}/{v}" for k, v in rel.items()},
-                "volume": f"{scan.timestep}/preview_volume.npy"}
+        volume = root / scan.timestep / "preview_volume.npy"
+        live = {"timestep": scan.timestep, "scan_uid": scan.uid, "frames_read": scan.preview.read,
+                "projections": scan.preview.view.n_projections,
+                "slices": {k: f"{scan.timestep}/{v}" for k, v in names.items() if k != "volume"},
+                "volume": f"{scan.timestep}/{volume.name}" if volume.exists() else None}
         try:
             write_summary(root, experiment_info(self.client, scan.experiment_id), live=live)
         except AnalysisError:
@@ -374,23 +366,6 @@ class LiveConsumer:
             self._complete[eid] = all(s.timestep in done for s in info.scans)
             if info.scans and not (root / "summary.json").exists():
                 write_summary(root, info)
-
-
-def _read_frames(path: Path, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames ``start:stop`` of an NXtomo file being written (SWMR), with image keys and angles."""
-    import h5py
-
-    from analysis.formats import NX_ANGLE, NX_DATA, NX_IMAGE_KEY
-
-    with h5py.File(path, "r", swmr=True, libver="latest") as f:
-        out = []
-        for name in (NX_DATA, NX_IMAGE_KEY, NX_ANGLE):
-            dset = f[name]
-            dset.refresh()
-            if dset.shape[0] < stop:
-                raise OSError(f"{path}:{name} holds {dset.shape[0]} frames, {stop} announced")
-            out.append(dset[start:stop])
-    return out[0], out[1], out[2]
 
 
 def serve(data_dir: str | os.PathLike[str], proxy: str, *, experiment_id: str | None = None,

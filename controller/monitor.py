@@ -22,9 +22,7 @@ import logging
 import mimetypes
 import secrets
 import socket
-import struct
 import threading
-import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +31,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 
+from controller.images import png_bytes
 from controller.monitor_data import MonitorData
 
 log = logging.getLogger(__name__)
@@ -51,30 +50,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback and host in ("127.0.0.1", "::1")
     except ValueError:
         return False
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode a 2D array as an 8-bit greyscale PNG, scaled between its 0.5 and 99.5 percentiles.
-
-    Parameters
-    ----------
-    image
-        Any real 2D array (a reconstructed slice).
-    """
-    a = np.asarray(image, dtype=float)
-    if a.ndim != 2:
-        raise ValueError(f"a slice must be 2D, got shape {a.shape}")
-    finite = a[np.isfinite(a)]
-    lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
-    scaled = np.clip((np.nan_to_num(a, nan=lo) - lo) / ((hi - lo) or 1.0), 0, 1)
-    pixels = (scaled * 255).round().astype(np.uint8)
-    raw = b"".join(b"\x00" + row.tobytes() for row in pixels)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
 def _array_file_png(path: Path) -> bytes:
