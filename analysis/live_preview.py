@@ -136,6 +136,8 @@ class LivePreview:
         self._waiting: list[tuple[np.ndarray, np.ndarray]] = []
         self._means: tuple[np.ndarray, np.ndarray] | None = None  # (dark, flat), until new ones arrive
         self._buf: tuple[np.ndarray, np.ndarray] | None = None
+        #: Projections the binned volume took in pairs (see :meth:`add`).
+        self.paired = 0
         #: Seconds spent per stage (the live benchmark reports them).
         self.seconds = {"correct": 0.0, "full-res slices": 0.0, "binned volume": 0.0}
 
@@ -144,8 +146,14 @@ class LivePreview:
         """Projections reconstructed so far."""
         return self._fine.n_added
 
-    def add(self, frames: np.ndarray, image_keys: np.ndarray, angles_deg: np.ndarray) -> None:
-        """Add frames (n, rows, cols) with their NXtomo image keys and angles (degrees)."""
+    def add(self, frames: np.ndarray, image_keys: np.ndarray, angles_deg: np.ndarray, *,
+            behind: bool = False) -> None:
+        """Add frames (n, rows, cols) with their NXtomo image keys and angles (degrees).
+
+        ``behind``: the caller is falling behind the acquisition, so the binned volume takes
+        these projections in pairs (:meth:`analysis.stream.StreamingFBP.add_many`), at half its
+        cost; the full-resolution slices take every projection whatever happens.
+        """
         f = np.asarray(frames)
         keys = np.asarray(image_keys).ravel()
         angles = np.asarray(angles_deg, dtype=np.float64).ravel()
@@ -159,22 +167,27 @@ class LivePreview:
                 self._counts[key] += int(chosen.sum())
                 self._means = None
         chosen = keys == _PROJECTION
-        if chosen.any():
-            self._waiting.append((f[chosen], angles[chosen]))
-        if self._counts[_FLAT] and self._waiting:
-            proj = np.concatenate([p for p, _ in self._waiting]) if len(self._waiting) > 1 else self._waiting[0][0]
-            ang = np.deg2rad(np.concatenate([a for _, a in self._waiting]))
-            self._waiting = []
-            if self._means is None:
-                self._means = (self._mean(_DARK), self._mean(_FLAT))
-            t0 = time.perf_counter()
-            full, binned = correct_and_bin(proj, *self._means, self.bin, out=self._buffers(len(proj)))
-            t1 = time.perf_counter()
-            self._fine.add_many(full, ang)
-            t2 = time.perf_counter()
-            self._coarse.add_many(binned, ang)
-            for key, dt in zip(self.seconds, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
-                self.seconds[key] += dt
+        new = (f if chosen.all() else f[chosen], angles[chosen]) if chosen.any() else None
+        if not self._counts[_FLAT]:
+            if new is not None:  # kept until a flat arrives: a copy, the caller may reuse its array
+                self._waiting.append((new[0].copy() if new[0] is f else new[0], new[1]))
+            return
+        for proj, ang in self._waiting + ([new] if new is not None else []):
+            self._reconstruct(proj, np.deg2rad(ang), behind)
+        self._waiting = []
+
+    def _reconstruct(self, proj: np.ndarray, angles_rad: np.ndarray, behind: bool) -> None:
+        if self._means is None:
+            self._means = (self._mean(_DARK), self._mean(_FLAT))
+        t0 = time.perf_counter()
+        full, binned = correct_and_bin(proj, *self._means, self.bin, out=self._buffers(len(proj)))
+        t1 = time.perf_counter()
+        self._fine.add_many(full, angles_rad)
+        t2 = time.perf_counter()
+        self._coarse.add_many(binned, angles_rad, pair=behind)
+        self.paired += len(proj) if behind else 0
+        for key, dt in zip(self.seconds, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
+            self.seconds[key] += dt
 
     def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         rows, cols = self.frame_shape

@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview-s", type=float, default=1.0, help="the consumer reads new frames this often")
     parser.add_argument("--dir", type=Path, default=None,
                         help="where the frame file goes (default: a temporary folder; 002 needs 21 GB)")
+    parser.add_argument("--exact", action="store_true",
+                        help="never pair projections in the binned volume, even when behind (the consumer does)")
     parser.add_argument("--quick", action="store_true", help="128 x 128 frames for 3 s (a run of the code path, for tests)")
 
 
@@ -190,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         report = _measure(path, work, acq, frame, n, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _print(report, acq, n, args.quick)
+    _print(report, acq, n, args.quick, args.exact)
     return 0
 
 
@@ -211,7 +213,7 @@ def _measure(path: Path, work: Path, acq: Acquisition, frame: int, n: int, args:
     if not ready.wait(120):
         writer.terminate()
         raise RuntimeError("the writer process did not start within 120 s")
-    preview = ScanPreview(path, work / "preview", bin=args.bin, min_write_s=args.preview_s)
+    preview = ScanPreview(path, work / "preview", bin=args.bin, min_write_s=args.preview_s, catch_up=not args.exact)
     cpu0 = time.process_time()
     follow = _follow(preview, path, acq.darks + acq.flats + n, acq.darks + acq.flats, args.preview_s, writer)
     t = time.perf_counter()
@@ -222,11 +224,11 @@ def _measure(path: Path, work: Path, acq: Acquisition, frame: int, n: int, args:
     written = queue.get(timeout=60)
     writer.join(10)
     return {"follow": follow, "written": written, "latency_s": done - written["last_written"], "cpu_s": cpu,
-            "stages": dict(preview.view.seconds), "io": dict(preview.seconds),
+            "stages": dict(preview.view.seconds), "io": dict(preview.seconds), "paired": preview.view.paired,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _print(r: dict, acq: Acquisition, n: int, quick: bool) -> None:
+def _print(r: dict, acq: Acquisition, n: int, quick: bool, exact: bool) -> None:
     f, w = r["follow"], r["written"]
     per = 1e3 * f.busy_s / n
     stages = ", ".join(f"{k} {1e3 * v / n:.1f}" for k, v in r["stages"].items())
@@ -239,6 +241,8 @@ def _print(r: dict, acq: Acquisition, n: int, quick: bool) -> None:
     print(f"busy {100 * share:.0f} % of the acquisition; ratio acquisition interval / work per projection "
           f"{1e3 * acq.interval_s / max(per, 1e-9):.2f}; largest backlog {f.max_backlog} frames "
           f"({f.max_backlog * acq.interval_s:.1f} s)")
+    print(f"binned volume: {r['paired']} of {n} projections added in pairs while behind"
+          + (" (--exact: never)" if r["paired"] == 0 and exact else ""))
     verdict = "keeps up" if r["latency_s"] <= TARGET_LATENCY_S else "falls behind"
     print(f"final view on disk {r['latency_s']:.1f} s after the last projection (target: {TARGET_LATENCY_S:.0f} s): "
           f"{verdict}")

@@ -19,8 +19,13 @@ import numpy as np
 from analysis.live_preview import LivePreview
 from controller.experiment_analysis import write_slices
 
-#: Frames per read: a consumer that starts late must not load a whole scan (20 GB for 002) at once.
-READ_CHUNK = 32
+#: Frames per read and per update of the view: a consumer that starts late must not load a whole
+#: scan (20 GB for 002) at once, and small batches keep the working arrays from growing (64 MB of
+#: raw frames, 100-200 MB of intermediates at 2048 x 2048).
+READ_CHUNK = 4
+#: Frames waiting for longer than this (at the rate they arrive) mean the view has fallen behind:
+#: its binned volume then takes projections in pairs until it has caught up.
+BEHIND_S = 3.0
 #: Writing the slices may take at most this share of the time (it is skipped until then).
 WRITE_SHARE = 0.05
 #: Shortest interval between two writes of the binned volume (512 MB at 002's size).
@@ -35,19 +40,45 @@ def read_frames(path: Path, start: int, stop: int) -> tuple[np.ndarray, np.ndarr
     OSError
         If the file holds fewer than ``stop`` frames yet (the writer has not flushed them).
     """
-    import h5py
+    with _FrameFile(path, stop) as f:
+        return f.read(start, stop)
 
-    from analysis.formats import NX_ANGLE, NX_DATA, NX_IMAGE_KEY
 
-    with h5py.File(path, "r", swmr=True, libver="latest") as f:
-        out = []
-        for name in (NX_DATA, NX_IMAGE_KEY, NX_ANGLE):
-            dset = f[name]
-            dset.refresh()
-            if dset.shape[0] < stop:
-                raise OSError(f"{path}:{name} holds {dset.shape[0]} frames, {stop} announced")
-            out.append(dset[start:stop])
-    return out[0], out[1], out[2]
+class _FrameFile:
+    """An NXtomo file open for SWMR reading, checked to hold at least ``need`` frames."""
+
+    def __init__(self, path: Path, need: int) -> None:
+        self.path, self.need = Path(path), need
+
+    def __enter__(self) -> _FrameFile:
+        import h5py
+
+        from analysis.formats import NX_ANGLE, NX_DATA, NX_IMAGE_KEY
+
+        self._file = h5py.File(self.path, "r", swmr=True, libver="latest")
+        try:
+            self.sets = [self._file[name] for name in (NX_DATA, NX_IMAGE_KEY, NX_ANGLE)]
+            for name, dset in zip((NX_DATA, NX_IMAGE_KEY, NX_ANGLE), self.sets):
+                dset.refresh()
+                if dset.shape[0] < self.need:
+                    raise OSError(f"{self.path}:{name} holds {dset.shape[0]} frames, {self.need} announced")
+        except BaseException:
+            self._file.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frames, keys and angles ``start:stop``; frames into ``out[:stop - start]`` if given."""
+        data, keys, angles = self.sets
+        if out is None:
+            frames = data[start:stop]
+        else:
+            frames = out[:stop - start]
+            data.read_direct(frames, np.s_[start:stop])
+        return frames, keys[start:stop], angles[start:stop]
 
 
 def frames_in(path: Path) -> int:
@@ -79,19 +110,27 @@ class ScanPreview:
         Binning of the preview volume.
     min_write_s
         Shortest interval between two writes of the slices.
+    catch_up
+        Let the binned volume take projections in pairs while the view is more than
+        :data:`BEHIND_S` behind the frames arriving (False: every projection exactly, always).
     """
 
-    def __init__(self, frames_file: Path, folder: Path, *, bin: int = 4, min_write_s: float = 1.0) -> None:
+    def __init__(self, frames_file: Path, folder: Path, *, bin: int = 4, min_write_s: float = 1.0,
+                 catch_up: bool = True) -> None:
         self.frames_file = Path(frames_file)
         self.folder = Path(folder)
         self.bin = bin
         self.min_write_s = min_write_s
+        self.catch_up = catch_up
         self.read = 0
         self.view: LivePreview | None = None
         self.seconds = {"read": 0.0, "reconstruct": 0.0, "write": 0.0}
         self._last_write = -np.inf
         self._write_cost = 0.0
         self._last_volume = -np.inf
+        self._frames: np.ndarray | None = None
+        self._seen: tuple[int, float] | None = None  # (frames available, when) at the last new frames
+        self._rate = 0.0
 
     def advance(self, available: int) -> int:
         """Read frames up to ``available`` and add them to the view; return how many were read.
@@ -102,18 +141,41 @@ class ScanPreview:
             If the file cannot be read up to ``available`` yet (the caller tries again later).
         """
         start = self.read
-        while self.read < available:
-            stop = min(available, self.read + READ_CHUNK)
-            t0 = time.perf_counter()
-            frames, keys, angles = read_frames(self.frames_file, self.read, stop)
-            t1 = time.perf_counter()
-            if self.view is None:
-                self.view = LivePreview(frames.shape[1:], bin=self.bin)
-            self.view.add(frames, keys, angles)
-            self.seconds["read"] += t1 - t0
-            self.seconds["reconstruct"] += time.perf_counter() - t1
-            self.read = stop
+        rate = self._arrival_rate(available)
+        if self.read >= available:
+            return 0
+        with _FrameFile(self.frames_file, available) as f:
+            while self.read < available:
+                stop = min(available, self.read + READ_CHUNK)
+                t0 = time.perf_counter()
+                buf = self._buffer(f.sets[0])
+                frames, keys, angles = f.read(self.read, stop, out=buf)
+                t1 = time.perf_counter()
+                if self.view is None:
+                    self.view = LivePreview(frames.shape[1:], bin=self.bin)
+                behind = self.catch_up and rate > 0 and (available - stop) / rate > BEHIND_S
+                self.view.add(frames, keys, angles, behind=behind)
+                self.seconds["read"] += t1 - t0
+                self.seconds["reconstruct"] += time.perf_counter() - t1
+                self.read = stop
         return self.read - start
+
+    def _arrival_rate(self, available: int) -> float:
+        """Frames per second arriving in the file (smoothed; 0 until two calls have seen new frames)."""
+        now = time.monotonic()
+        if self._seen is not None and available > self._seen[0] and now > self._seen[1]:
+            rate = (available - self._seen[0]) / (now - self._seen[1])
+            self._rate = rate if self._rate == 0 else 0.7 * self._rate + 0.3 * rate
+        if self._seen is None or available > self._seen[0]:
+            self._seen = (available, now)
+        return self._rate
+
+    def _buffer(self, data) -> np.ndarray:
+        # One reused buffer: a fresh 64-256 MB array per read cost a page fault per 4 kB.
+        shape = (READ_CHUNK, *data.shape[1:])
+        if self._frames is None or self._frames.shape != shape or self._frames.dtype != data.dtype:
+            self._frames = np.empty(shape, data.dtype)
+        return self._frames
 
     def write(self, *, final: bool = False) -> dict[str, str] | None:
         """Write the view if it is due (always when ``final``); the files' names, or None.

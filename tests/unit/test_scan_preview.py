@@ -86,3 +86,20 @@ def test_correction_matches_the_batch_chain_and_keeps_bad_pixels_finite() -> Non
     assert np.all(np.isfinite(full)) and binned.shape == (3, 3, 5)
     with pytest.raises(ValueError, match="out must be float32 arrays"):
         correct_and_bin(raw, dark, flat, 4, out=(full, np.empty((3, 3, 4), np.float32)))
+
+
+def test_a_view_that_falls_behind_pairs_the_volume_until_it_catches_up(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "scan.h5"
+    _write(path, N)
+    clock = {"t": 0.0}
+    monkeypatch.setattr(sp.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(sp, "READ_CHUNK", 5)
+    preview = sp.ScanPreview(path, tmp_path / "T0")
+    preview.advance(6)  # darks, flats and one projection; no arrival rate known yet
+    clock["t"] = 10.0
+    preview.advance(8)  # 0.2 frames a second so far: nothing waits
+    assert preview.view.paired == 0
+    clock["t"] = 12.0
+    preview.advance(5 + N)  # 37 frames in 2 s: ~6 s of backlog at the smoothed rate
+    assert 0 < preview.view.paired < N - 10  # paired while behind, exact again once caught up
+    assert preview.view.n_projections == N
