@@ -25,6 +25,9 @@ from analysis.stream import StreamingFBP
 __all__ = ["LivePreview", "correct_and_bin"]
 
 _PROJECTION, _FLAT, _DARK = 0, 1, 2
+#: Filter padding of the live view (1.5 n, not 2 n: the full-resolution FFTs take half the time;
+#: see :func:`analysis.fbp.padded_length`). The stored scan's reconstruction pads 2 n.
+PAD_FACTOR = 1.5
 
 
 # fastmath without "nnan"/"ninf": the floor's test must see nan and inf.
@@ -128,8 +131,9 @@ class LivePreview:
         # Small detectors (the test presets) would bin to nothing: keep at least 8 pixels.
         self.bin = max(1, min(int(bin), rows // 8 or 1, cols // 8 or 1))
         b = self.bin
-        self._coarse = StreamingFBP((rows // b, cols // b))
-        self._fine = StreamingFBP((rows, cols), axial_rows=[rows // 2], vertical=(cols // 2, cols // 2))
+        self._coarse = StreamingFBP((rows // b, cols // b), pad_factor=PAD_FACTOR)
+        self._fine = StreamingFBP((rows, cols), axial_rows=[rows // 2], vertical=(cols // 2, cols // 2),
+                                  pad_factor=PAD_FACTOR)
         # Running sums, not lists of frames: 20 full frames would hold 320 MB for a mean.
         self._sums = {_DARK: np.zeros(self.frame_shape, np.float64), _FLAT: np.zeros(self.frame_shape, np.float64)}
         self._counts = {_DARK: 0, _FLAT: 0}

@@ -57,15 +57,16 @@ class StreamingFBP:
     vertical
         ``(y, x)``: also accumulate the slices ``volume[:, y, :]`` and ``volume[:, :, x]``
         through all rows (the three orthogonal slices of a live view); None for none.
-    filter_name, pad_mode
-        As :func:`analysis.fbp.filter_projections`.
+    filter_name, pad_mode, pad_factor
+        As :func:`analysis.fbp.filter_projections` (the default ``pad_factor`` is batch FBP's).
     size
         Width of the square slices (default ``n_det``).
     """
 
     def __init__(self, frame_shape: tuple[int, int], *, center: float | None = None,
                  axial_rows: Sequence[int] | None = None, vertical: tuple[int, int] | None = None,
-                 filter_name: str = "ram-lak", pad_mode: str = "edge", size: int | None = None) -> None:
+                 filter_name: str = "ram-lak", pad_mode: str = "edge", size: int | None = None,
+                 pad_factor: float = 2.0) -> None:
         rows, n_det = (int(v) for v in frame_shape)
         if rows < 1 or n_det < 2:
             raise ValueError(f"frame_shape must be (rows >= 1, n_det >= 2), got {frame_shape}")
@@ -74,6 +75,7 @@ class StreamingFBP:
         self.center = n_det // 2 if center is None else float(center)
         self.filter_name = check_filter(filter_name)
         self.pad_mode = pad_mode
+        self.pad_factor = float(pad_factor)
         self.rows = np.arange(rows) if axial_rows is None else np.asarray(axial_rows, dtype=np.int64)
         if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= rows):
             raise ValueError(f"axial_rows must lie in 0..{rows - 1}, got {list(self.rows)}")
@@ -122,7 +124,7 @@ class StreamingFBP:
         rows = slice(None) if self._vsum is not None else self.rows
         src = p[:, rows]
         qp, tc = self._padded(len(src), src.shape[1])
-        filter_projections(src, self.filter_name, pad_mode=self.pad_mode,
+        filter_projections(src, self.filter_name, pad_mode=self.pad_mode, pad_factor=self.pad_factor,
                            out=qp[..., self._left:self._left + src.shape[2]])
         cos_a, sin_a = np.cos(angles), np.sin(angles)
         if self.rows.size:

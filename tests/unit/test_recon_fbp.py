@@ -93,3 +93,14 @@ def test_360_degree_scan_and_off_centre_axis() -> None:
     shifted[:, 5 + N:] = 0.0
     rec = fbp_slice(shifted[:, :N + 11], ang360, center=N // 2 + 5, size=N)
     assert rmse(rec, full, mask) < 1e-3
+
+
+def test_shorter_padding_changes_a_sample_inside_the_field_of_view_only_slightly() -> None:
+    from analysis.fbp import filter_projections, padded_length
+
+    assert padded_length(2048) == 4096 and padded_length(2048, 1.5) == 3072 and padded_length(100, 1.5) == 150
+    with pytest.raises(ValueError, match="pad_factor must be >= 1"):
+        padded_length(100, 0.5)
+    _, sino, _ = shepp(256, 60)  # zero at both ends of every row: nothing to wrap around
+    full, short = filter_projections(sino), filter_projections(sino, pad_factor=1.5)
+    assert np.abs(short - full).max() < 1e-3 * np.abs(full).max()
