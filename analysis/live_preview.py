@@ -15,14 +15,15 @@ the raw frame (:func:`_correct_kernel`) rather than numpy's several passes and t
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from analysis.prep import MIN_TRANSMISSION
 from analysis.stream import StreamingFBP
 
-__all__ = ["LivePreview", "correct_and_bin"]
+__all__ = ["LivePreview", "correct_and_bin", "flat_gain"]
 
 _PROJECTION, _FLAT, _DARK = 0, 1, 2
 #: Filter padding of the live view (1.5 n, not 2 n: the full-resolution FFTs take half the time;
@@ -65,7 +66,13 @@ def _correct_kernel(raw, dark, gain, b, floor, full, binned):
                 binned[i, band, bc] = np.float32(1.0) / (t if (t >= floor and t < np.inf) else floor)
 
 
-def correct_and_bin(raw: np.ndarray, dark: np.ndarray, flat: np.ndarray, factor: int,
+def flat_gain(dark: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``1 / (flat - dark)``, float32, 0 where the flat is not above the dark (a dead pixel)."""
+    span = np.asarray(flat, dtype=np.float32) - np.asarray(dark, dtype=np.float32)
+    return np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+
+
+def correct_and_bin(raw: np.ndarray, dark: np.ndarray, gain: np.ndarray, factor: int,
                     *, min_transmission: float = MIN_TRANSMISSION,
                     out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flat/dark-correct raw frames and return their line integrals at full and binned size.
@@ -74,8 +81,11 @@ def correct_and_bin(raw: np.ndarray, dark: np.ndarray, flat: np.ndarray, factor:
     ----------
     raw
         (n, rows, cols) raw counts (any numeric dtype; uint16 from the detector).
-    dark, flat
-        (rows, cols) mean dark and flat frames.
+    dark
+        (rows, cols) mean dark frame.
+    gain
+        (rows, cols) :func:`flat_gain` of the mean dark and flat (computed once per set of
+        flats, not per frame).
     factor
         Binning of the second result; transmission is averaged over ``factor x factor`` blocks
         before the ``-log`` (as :func:`analysis.prep.bin_frames` then
@@ -95,12 +105,9 @@ def correct_and_bin(raw: np.ndarray, dark: np.ndarray, flat: np.ndarray, factor:
     """
     a = np.ascontiguousarray(raw)
     b = int(factor)
-    if a.ndim != 3 or dark.shape != a.shape[1:] or flat.shape != a.shape[1:] or b < 1:
-        raise ValueError(f"need raw (n, rows, cols) with dark and flat (rows, cols) and factor >= 1, got "
-                         f"{a.shape}, {dark.shape}, {flat.shape}, {factor}")
-    d = np.ascontiguousarray(dark, dtype=np.float32)
-    span = np.asarray(flat, dtype=np.float32) - d
-    gain = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+    if a.ndim != 3 or dark.shape != a.shape[1:] or gain.shape != a.shape[1:] or b < 1:
+        raise ValueError(f"need raw (n, rows, cols) with dark and gain (rows, cols) and factor >= 1, got "
+                         f"{a.shape}, {dark.shape}, {gain.shape}, {factor}")
     shapes = (a.shape, (len(a), a.shape[1] // b, a.shape[2] // b))
     if out is None:
         full, binned = (np.empty(shape, np.float32) for shape in shapes)
@@ -108,10 +115,25 @@ def correct_and_bin(raw: np.ndarray, dark: np.ndarray, flat: np.ndarray, factor:
         full, binned = out
         if (full.shape, binned.shape) != shapes or full.dtype != np.float32 or binned.dtype != np.float32:
             raise ValueError(f"out must be float32 arrays of shapes {shapes}, got {full.shape}, {binned.shape}")
-    _correct_kernel(a, d, gain, b, np.float32(min_transmission), full, binned)
-    np.log(full, out=full)
+    _correct_kernel(a, np.ascontiguousarray(dark, dtype=np.float32), np.ascontiguousarray(gain, dtype=np.float32),
+                    b, np.float32(min_transmission), full, binned)
+    _log_in_place(full)
     np.log(binned, out=binned)
     return full, binned
+
+
+def _log_in_place(a: np.ndarray) -> None:
+    """``np.log`` over numba's thread count: numpy's ufuncs release the GIL but use one core."""
+    parts = np.array_split(a.reshape(-1), get_num_threads())
+    if len(parts) == 1:
+        np.log(a, out=a)
+        return
+    pool = _POOLS.get(len(parts)) or _POOLS.setdefault(len(parts), ThreadPoolExecutor(len(parts)))
+    for done in [pool.submit(np.log, p, out=p) for p in parts]:
+        done.result()
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
 class LivePreview:
@@ -138,7 +160,7 @@ class LivePreview:
         self._sums = {_DARK: np.zeros(self.frame_shape, np.float64), _FLAT: np.zeros(self.frame_shape, np.float64)}
         self._counts = {_DARK: 0, _FLAT: 0}
         self._waiting: list[tuple[np.ndarray, np.ndarray]] = []
-        self._means: tuple[np.ndarray, np.ndarray] | None = None  # (dark, flat), until new ones arrive
+        self._means: tuple[np.ndarray, np.ndarray] | None = None  # (dark, gain), until new ones arrive
         self._buf: tuple[np.ndarray, np.ndarray] | None = None
         #: Projections the binned volume took in pairs (see :meth:`add`).
         self.paired = 0
@@ -182,7 +204,8 @@ class LivePreview:
 
     def _reconstruct(self, proj: np.ndarray, angles_rad: np.ndarray, behind: bool) -> None:
         if self._means is None:
-            self._means = (self._mean(_DARK), self._mean(_FLAT))
+            dark = self._mean(_DARK)
+            self._means = (dark, flat_gain(dark, self._mean(_FLAT)))
         t0 = time.perf_counter()
         full, binned = correct_and_bin(proj, *self._means, self.bin, out=self._buffers(len(proj)))
         t1 = time.perf_counter()

@@ -7,7 +7,7 @@ import pytest
 
 import controller.scan_preview as sp
 from analysis.fbp import fbp_orthogonal, fbp_volume
-from analysis.live_preview import correct_and_bin
+from analysis.live_preview import correct_and_bin, flat_gain
 from analysis.prep import bin_frames, minus_log, normalise
 from devices.nxtomo_file import NXtomoWriter
 
@@ -79,13 +79,13 @@ def test_correction_matches_the_batch_chain_and_keeps_bad_pixels_finite() -> Non
     dark = np.full((12, 20), 100.0, np.float32)
     flat = np.full((12, 20), 4000.0, np.float32)
     flat[2, 3] = 50.0  # a dead flat pixel (below the dark): transmission 0
-    full, binned = correct_and_bin(raw, dark, flat, 4)
+    full, binned = correct_and_bin(raw, dark, flat_gain(dark, flat), 4)
     trans = normalise(raw, flat[None], dark[None])
     np.testing.assert_allclose(full, minus_log(trans), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(binned, minus_log(bin_frames(trans, 4)), rtol=1e-5, atol=1e-5)
     assert np.all(np.isfinite(full)) and binned.shape == (3, 3, 5)
     with pytest.raises(ValueError, match="out must be float32 arrays"):
-        correct_and_bin(raw, dark, flat, 4, out=(full, np.empty((3, 3, 4), np.float32)))
+        correct_and_bin(raw, dark, flat_gain(dark, flat), 4, out=(full, np.empty((3, 3, 4), np.float32)))
 
 
 def test_a_view_that_falls_behind_pairs_the_volume_until_it_catches_up(tmp_path, monkeypatch) -> None:
