@@ -28,8 +28,9 @@ READ_CHUNK = 4
 BEHIND_S = 3.0
 #: Writing the slices may take at most this share of the time (it is skipped until then).
 WRITE_SHARE = 0.05
-#: Shortest interval between two writes of the binned volume (512 MB at 002's size).
-VOLUME_S = 60.0
+#: Shortest interval between two writes of the binned volume during a scan (512 MB at 002's
+#: size; nothing shows it live, so it is written every few minutes and when the scan ends).
+VOLUME_S = 300.0
 
 
 def read_frames(path: Path, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
