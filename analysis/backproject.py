@@ -34,6 +34,12 @@ K_SUB = 16
 _FB = 12
 #: Projections resampled and added together per sweep over a block of rows.
 ANGLE_CHUNK = 8
+#: Pixels a side of the tiles :func:`_bp_depth_kernel` gives its threads.
+TILE = 16
+#: Streamed volumes at least this deep accumulate with :func:`_bp_depth_kernel` (3-4x faster
+#: than the row kernel for 512^3 on 2 cores here; with 16 slices it gained 1.3x at 512 pixels and
+#: nothing at 1024, and a batch volume would pay two transposes of itself).
+DEPTH_MIN = 64
 
 
 @njit(cache=True, fastmath=True, boundscheck=False, inline="always")
@@ -117,6 +123,51 @@ def _bp_slice_kernel(q: np.ndarray, cos_a: np.ndarray, sin_a: np.ndarray, t_cent
     for job in prange(n_jobs):
         _bp_rows(q, cos_a, sin_a, t_center, out, job * n // n_jobs, (job + 1) * n // n_jobs,
                  x_lo, x_hi)
+
+
+@njit(cache=True, fastmath=True, boundscheck=False, inline="always")
+def _add_column(col: np.ndarray, q0: np.ndarray, q1: np.ndarray, w: np.float32) -> None:
+    """``col += q0 + (q1 - q0) w``: the interpolation :func:`_upsample` tabulates, along depth."""
+    for z in range(col.size):
+        v0 = q0[z]
+        col[z] += v0 + (q1[z] - v0) * w
+
+
+@njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
+def _bp_depth_kernel(qt: np.ndarray, cos_a: np.ndarray, sin_a: np.ndarray, t_center: float,
+                     out: np.ndarray, x_lo: np.ndarray, x_hi: np.ndarray) -> None:
+    """Volume back-projection with depth innermost: ``qt`` (na, nq, nz), ``out`` (n, n, nz) as (y, x, z).
+
+    Every detector row of a projection is read at the same position for a given pixel, so with
+    the rows last in memory one position serves a whole column of voxels and the inner loop is
+    a plain vectorised axpy (the row kernels' gathers do not vectorise). Threads take tiles of
+    ``TILE x TILE`` pixels: a tile's columns and the detector samples they read stay in L2 while
+    the batch's angles are added. Positions are :func:`_bp_rows`' (fixed point from the row's
+    first circle pixel plus steps), so the result equals the row kernels' to float rounding.
+    """
+    na = qt.shape[0]
+    n = out.shape[0]
+    c0 = n // 2
+    nt = (n + TILE - 1) // TILE
+    steps = np.empty(na, np.int64)
+    for a in range(na):
+        steps[a] = np.int64(round(cos_a[a] * (K_SUB << _FB)))
+    for job in prange(nt * nt):
+        ty, tx = job // nt, job % nt
+        for y in range(ty * TILE, min(n, ty * TILE + TILE)):
+            xl, xh = max(x_lo[y], tx * TILE), min(x_hi[y], tx * TILE + TILE)
+            if xl >= xh:
+                continue
+            row = out[y]
+            for a in range(na):
+                qa = qt[a]
+                C = steps[a]
+                T = _fixed((x_lo[y] - c0) * cos_a[a] - (y - c0) * sin_a[a] + t_center) + (xl - x_lo[y]) * C
+                for x in range(xl, xh):
+                    j = T >> _FB
+                    i = j // K_SUB
+                    _add_column(row[x], qa[i], qa[i + 1], np.float32(j - i * K_SUB) * np.float32(1.0 / K_SUB))
+                    T += C
 
 
 @njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
@@ -252,6 +303,11 @@ def backproject_volume(q: np.ndarray, angles_rad: np.ndarray, center: float, n: 
     lo, hi = circle_extent(n)
     _bp_volume_kernel(qp, cos_a, sin_a, tc, out, lo, hi)
     return out
+
+
+def depth_last(qp: np.ndarray) -> np.ndarray:
+    """Padded filtered projections (na, nz, nq) as (na, nq, nz), the layout of :func:`_bp_depth_kernel`."""
+    return np.ascontiguousarray(np.asarray(qp, dtype=np.float32).transpose(0, 2, 1))
 
 
 def backproject_vertical(q: np.ndarray, angles_rad: np.ndarray, center: float, n: int,

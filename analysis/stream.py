@@ -19,11 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analysis.backproject import (_bp_lines_kernel, _bp_slice_kernel, _bp_volume_kernel,
-                                  circle_extent, circle_padding)
+from analysis.backproject import (DEPTH_MIN, _bp_depth_kernel, _bp_lines_kernel, _bp_slice_kernel,
+                                  _bp_volume_kernel, circle_extent, circle_padding, depth_last)
 from analysis.fbp import check_filter, filter_projections
 
 
+#: Projections a deep volume collects before one pass of the depth kernel over it (its cost per
+#: projection at 512^3: 12.6 ms with 4 per pass, 8.5 ms with 16).
+PENDING = 16
 #: Largest angle between two projections that :meth:`StreamingFBP.add_many` pairs (0.5 degree).
 PAIR_MAX_RAD = np.deg2rad(0.5)
 
@@ -80,7 +83,12 @@ class StreamingFBP:
         if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= rows):
             raise ValueError(f"axial_rows must lie in 0..{rows - 1}, got {list(self.rows)}")
         self._lo, self._hi = circle_extent(self.size)
-        self._sum = np.zeros((self.rows.size, self.size, self.size), np.float32)
+        # A deep volume accumulates depth-last, (y, x, z), for the vectorised depth kernel; its
+        # projections wait in a small batch (each kernel call sweeps the whole volume once).
+        self._depth = self.rows.size >= DEPTH_MIN
+        shape = (self.size, self.size, self.rows.size) if self._depth else (self.rows.size, self.size, self.size)
+        self._sum = np.zeros(shape, np.float32)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.vertical_at = None if vertical is None else self._check_vertical(vertical)
         self._vsum = np.zeros((2, rows, self.size), np.float32) if vertical is not None else None
         self.angles: list[float] = []
@@ -130,7 +138,11 @@ class StreamingFBP:
         if self.rows.size:
             qa = qp[:, self.rows] if self._vsum is not None else qp
             qa, at = _pairs(qa, angles) if pair else (qa, angles)
-            if self.rows.size == 1:
+            if self._depth:
+                self._pending.append((depth_last(qa), at))
+                if sum(len(a) for _, a in self._pending) >= PENDING:
+                    self._flush()
+            elif self.rows.size == 1:
                 _bp_slice_kernel(np.ascontiguousarray(qa[:, 0]), np.cos(at), np.sin(at), tc, self._sum[0],
                                  self._lo, self._hi, 2)
             else:
@@ -164,6 +176,16 @@ class StreamingFBP:
             _bp_lines_kernel(qp, cos_a, sin_a, tc, out, py.astype(np.int64), x0.astype(np.int64),
                              steps.astype(np.int64), int(k_lo), int(k_hi))
 
+    def _flush(self) -> None:
+        """Back-project the projections waiting for the depth kernel."""
+        if not self._pending:
+            return
+        qt = np.concatenate([q for q, _ in self._pending]) if len(self._pending) > 1 else self._pending[0][0]
+        at = np.concatenate([a for _, a in self._pending])
+        self._pending = []
+        tc = float(self.center + circle_padding(self.frame_shape[1], self.center, self.size)[0])
+        _bp_depth_kernel(qt, np.cos(at), np.sin(at), tc, self._sum, self._lo, self._hi)
+
     def _scale(self) -> float:
         if not self.angles:
             raise ValueError("no projections added yet")
@@ -171,7 +193,13 @@ class StreamingFBP:
 
     def axial(self) -> np.ndarray:
         """The axial slices so far, float32 (len(axial_rows), size, size), attenuation per pixel."""
-        return self._sum * np.float32(self._scale())
+        scale = np.float32(self._scale())
+        if not self._depth:
+            return self._sum * scale
+        self._flush()
+        out = np.empty((self.rows.size, self.size, self.size), np.float32)
+        np.multiply(self._sum.transpose(2, 0, 1), scale, out=out)
+        return out
 
     def vertical(self) -> tuple[np.ndarray, np.ndarray]:
         """The slices ``volume[:, y, :]`` and ``volume[:, :, x]`` so far, each (rows, size)."""

@@ -108,3 +108,20 @@ def test_projections_far_apart_are_not_paired() -> None:
     np.testing.assert_allclose(sums[:, 0, 0], [1.0, 5.0, 4.0])
     sums, at = _pairs(q[:2], np.deg2rad([0.0, 3.0]))
     assert len(sums) == 2
+
+
+def test_a_deep_volume_streams_through_the_depth_kernel_and_equals_batch() -> None:
+    from analysis.backproject import DEPTH_MIN
+
+    rows, n, na = DEPTH_MIN + 6, 40, 37
+    _, sino, ang = shepp(n, na)
+    stack = np.stack([sino * (1.0 + 0.01 * z) for z in range(rows)], axis=1)  # (na, rows, n)
+    live = StreamingFBP((rows, n))
+    assert live._depth
+    for i, chunk in enumerate(np.array_split(np.arange(na), 6)):
+        live.add_many(stack[chunk], ang[chunk])
+        if i == 2:  # a look while projections wait for the next pass: they are in the image
+            part = fbp_volume(stack[: chunk[-1] + 1], ang[: chunk[-1] + 1])
+            np.testing.assert_allclose(live.axial(), part, rtol=0, atol=1e-5 * np.abs(part).max())
+    batch = fbp_volume(stack, ang)
+    np.testing.assert_allclose(live.axial(), batch, rtol=0, atol=1e-5 * np.abs(batch).max())
