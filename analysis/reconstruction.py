@@ -21,8 +21,11 @@ from analysis.phase import DEFAULT_DISTANCE_M, DEFAULT_ENERGY_KEV, paganin
 from analysis.prep import bin_frames, minus_log, normalise, remove_zingers
 from analysis.rings import remove_rings
 
-#: Detector rows reconstructed per FBP call (progress granularity, bounded memory).
-ROW_BLOCK = 16
+#: Detector rows reconstructed per FBP call (progress granularity, bounded memory): as many as
+#: fit :data:`BLOCK_BYTES` of slices, between 16 and 64 (64 rows take the depth kernel of
+#: :mod:`analysis.backproject`, 1.8x faster for a 512-pixel volume here).
+ROW_BLOCK_RANGE = (16, 64)
+BLOCK_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,9 @@ def reconstruct(data: TomoData, opts: ReconOptions = ReconOptions(), *,
         sino = np.stack([r[0] for r in rows], axis=1)
         center, angles = rows[0][1], angles[: len(angles) // 2]
     vol = np.empty((sino.shape[1], sino.shape[2], sino.shape[2]), np.float32)
-    for r0 in range(0, sino.shape[1], ROW_BLOCK):
-        r1 = min(sino.shape[1], r0 + ROW_BLOCK)
+    block = int(np.clip(BLOCK_BYTES // (4 * sino.shape[2] ** 2), *ROW_BLOCK_RANGE))
+    for r0 in range(0, sino.shape[1], block):
+        r1 = min(sino.shape[1], r0 + block)
         vol[r0:r1] = fbp_volume(sino[:, r0:r1], angles, center=center, filter_name=opts.filter_name)
         if progress:
             progress(r1, sino.shape[1])

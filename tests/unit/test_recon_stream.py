@@ -125,3 +125,15 @@ def test_a_deep_volume_streams_through_the_depth_kernel_and_equals_batch() -> No
             np.testing.assert_allclose(live.axial(), part, rtol=0, atol=1e-5 * np.abs(part).max())
     batch = fbp_volume(stack, ang)
     np.testing.assert_allclose(live.axial(), batch, rtol=0, atol=1e-5 * np.abs(batch).max())
+
+
+def test_batch_volumes_through_the_depth_kernel_equal_the_row_kernel(monkeypatch) -> None:
+    import analysis.backproject as bp
+
+    rows, n, na = bp.DEPTH_MIN + 3, 36, bp.DEPTH_ANGLES + 9  # two passes over the volume
+    _, sino, ang = shepp(n, na)
+    stack = np.stack([sino * (1.0 + 0.01 * z) for z in range(rows)], axis=1)
+    depth = fbp_volume(stack, ang)
+    monkeypatch.setattr(bp, "DEPTH_MIN", 10**6)
+    rows_kernel = fbp_volume(stack, ang)
+    np.testing.assert_allclose(depth, rows_kernel, rtol=0, atol=1e-5 * np.abs(rows_kernel).max())
