@@ -128,7 +128,7 @@ class ScanPreview:
         self.seconds = {"read": 0.0, "reconstruct": 0.0, "write": 0.0}
         self._last_write = -np.inf
         self._write_cost = 0.0
-        self._last_volume = -np.inf
+        self._last_volume = time.monotonic()  # the first one after VOLUME_S, or at the end
         self._frames: np.ndarray | None = None
         self._seen: tuple[int, float] | None = None  # (frames available, when) at the last new frames
         self._rate = 0.0
