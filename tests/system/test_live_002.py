@@ -102,6 +102,8 @@ def live002(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                               "--publish", f"127.0.0.1:{in_port}", "--projections", str(PROJECTIONS),
                               "--poll-period", "30", "-q"],
                              capture_output=True, text=True, timeout=TIMEOUT_S, env=_env(), cwd=tmp)
+        if run.returncode != 0:
+            consumer.kill()  # the experiment will not finish: do not wait for the consumer
         log, _ = consumer.communicate(timeout=TIMEOUT_S)
     finally:
         if consumer.poll() is None:
