@@ -31,6 +31,8 @@ _ROOT_SPECS = [{"name": "CatalogOfBlueskyRuns", "version": "3.0"}]
 WRITER_BATCH_SIZE = 50
 #: Longest wall time a single-event row waits in the writer's cache before it is written (s).
 PAGE_HOLD_S = 1.0
+#: How long a write to the SQLite files waits for another process's lock before it fails (ms).
+SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
 class CatalogError(RuntimeError):
@@ -120,6 +122,9 @@ def open_catalog(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR, *, create:
         from tiled.server.app import build_app
     _quiet_third_party_loggers()
     _register_document_exporter()
+    _wait_for_sqlite_locks()
+    if create:
+        _use_wal(paths.tables)
 
     try:
         adapter = from_uri(
@@ -130,6 +135,8 @@ def open_catalog(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR, *, create:
             init_if_not_exists=not paths.catalog_db.exists(),
             specs=_ROOT_SPECS,
         )
+        if create:
+            _use_wal(paths.catalog_db)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
             context = Context.from_app(build_app(adapter))
@@ -184,6 +191,49 @@ def make_writer(client: Any) -> Any:
     # No normalizer: tomocycle emits current event-model documents, and the normalizer's
     # per-event re-emission costs half a millisecond per poll.
     return _Writer(client, batch_size=WRITER_BATCH_SIZE, normalizer=None)
+
+
+def _use_wal(db: Path) -> None:
+    """Put an SQLite file in write-ahead-log mode (persistent in the file; writers call this).
+
+    Other processes read the data directory while an experiment writes it: the monitor reads the
+    polls, the live consumer reads and writes runs. In SQLite's default rollback-journal mode a
+    reader's shared lock makes the writer's commit wait (or fail); with a write-ahead log readers
+    and the writer never wait for each other, and only two writers take turns.
+    """
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(db, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)) as conn:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as err:  # still usable in the old mode: say so, do not stop the experiment
+        log.warning("%s: could not switch to write-ahead logging (%s)", db, err)
+
+
+def _wait_for_sqlite_locks() -> None:
+    # tiled writes event tables through ADBC's SQLite driver. Its connections (the pool's clones
+    # of one template connection) have no busy timeout: a write that meets another process's
+    # lock (the live consumer recording an analysis run while the RunEngine stores polls) fails
+    # at once with "database is locked" and ends the experiment. Every new pooled connection
+    # gets a busy timeout here instead, so the two writers take turns.
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    if not event.contains(Pool, "connect", _adbc_sqlite_busy_timeout):
+        event.listen(Pool, "connect", _adbc_sqlite_busy_timeout)
+
+
+def _adbc_sqlite_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    get_info = getattr(dbapi_connection, "adbc_get_info", None)
+    if get_info is None or get_info().get("vendor_name") != "SQLite":
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_MS)}")
+    finally:
+        cursor.close()
 
 
 def _register_document_exporter() -> None:

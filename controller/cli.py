@@ -26,6 +26,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "controller.cli_classify",
     "controller.cli_monitor",
     "controller.cli_live",
+    "controller.cli_queueserver",
 )
 
 

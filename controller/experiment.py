@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from bluesky.utils import MsgGenerator
+
 from controller.catalog import open_catalog, prepare_data_dir
 from controller.checkpoint import CheckpointError, CheckpointStore, experiments_dir, find_resumable
 from controller.decider import ProtocolController, ScanRecord
@@ -84,7 +86,14 @@ def resolve_protocol(ref: str | Path) -> Path:
                      f"(presets: {', '.join(names)})")
 
 
-def _sim_preset(protocol: Protocol) -> str:
+def instrument_preset(protocol: Protocol) -> str:
+    """The simulated instrument preset a protocol names (its scans' ``preset``), or the default one.
+
+    Raises
+    ------
+    ValueError
+        If the protocol names several instruments, or an unknown one.
+    """
     names = {node.scan.preset for _, node in protocol.walk() if hasattr(node, "scan")}
     names.add(protocol.scan.preset)
     names.discard(None)
@@ -108,7 +117,7 @@ def build_sim_beamline(protocol: Protocol, frames_dir: Path, *, seed: int, coars
     With ``real_time`` the simulation runs on the wall clock, as real instruments do (a
     rehearsal of the real-time code paths); otherwise on a virtual clock, hours in seconds.
     """
-    preset = _sim_preset(protocol)
+    preset = instrument_preset(protocol)
     clock = RealClock() if real_time else None
     return make_sim_beamline(preset, frames_dir, seed=seed, cell=_sim_cell(protocol, preset), coarsen=coarsen,
                              clock=clock)
@@ -125,7 +134,7 @@ def build_beamline(protocol: Protocol, frames_dir: Path, *, seed: int, coarsen: 
     """
     if config is None:
         return build_sim_beamline(protocol, frames_dir, seed=seed, coarsen=coarsen, real_time=real_time)
-    preset = _sim_preset(protocol)
+    preset = instrument_preset(protocol)
     # Simulated instruments share the scene's virtual clock; real ones run on the wall clock.
     clock = None if config.simulate else RealClock()
     beamline = make_sim_beamline(preset, frames_dir, seed=seed, cell=_sim_cell(protocol, preset),
@@ -171,7 +180,7 @@ def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
     path = resolve_protocol(protocol)
     proto = load_protocol(path)
     _check_overrides(scan_overrides, poll_period)
-    preset = _sim_preset(proto)
+    preset = instrument_preset(proto)
     paths = prepare_data_dir(data_dir)
     config = load_beamline_config(beamline) if beamline is not None else None
     # Devices first: a configured device that does not answer fails here, before any record.
@@ -180,20 +189,52 @@ def run_protocol(protocol: str | Path, *, data_dir: str | Path, seed: int = 0,
         if configure_beamline is not None:
             configure_beamline(bl)
         client = open_catalog(paths.root)
-        experiment_id = uuid.uuid4().hex[:12]
-        store = CheckpointStore(experiments_dir(paths.root) / experiment_id)
-        header = {"experiment_id": experiment_id, "protocol_name": proto.name, "protocol_file": str(path.resolve()),
-                  "beamline": {"kind": "sim" if config is None else "config", "preset": preset, "seed": seed,
-                               "coarsen": coarsen, "real_time": real_time,
-                               **({"config": str(Path(beamline).resolve()), "setup": config.to_dict()}
-                                  if config is not None and beamline is not None else {})},
-                  "options": {"scan_overrides": scan_overrides or {}, "poll_period": poll_period},
-                  "segments": 0}
-        store.create(path.read_text(encoding="utf-8"), header)
+        beamline_md = beamline_header(preset, seed=seed, coarsen=coarsen, real_time=real_time, config=config,
+                                      config_file=beamline)
+        store = create_experiment(paths.root, path, proto, beamline_md, scan_overrides=scan_overrides,
+                                  poll_period=poll_period)
         return _run_segment(proto, bl, client, store, progress=progress, handle_sigint=handle_sigint,
                             configure_engine=configure_engine, restored=None)
     finally:
         bl.close()
+
+
+def beamline_header(preset: str, *, seed: int, coarsen: float, real_time: bool = False,
+                    config: BeamlineConfig | None = None, config_file: str | Path | None = None) -> dict[str, Any]:
+    """The beamline settings an experiment's checkpoint header records (resume and replay rebuild it)."""
+    return {"kind": "sim" if config is None else "config", "preset": preset, "seed": seed, "coarsen": coarsen,
+            "real_time": real_time,
+            **({"config": str(Path(config_file).resolve()), "setup": config.to_dict()}
+               if config is not None and config_file is not None else {})}
+
+
+def create_experiment(data_dir: Path, protocol_file: Path, proto: Protocol, beamline_md: dict[str, Any], *,
+                      scan_overrides: dict[str, Any] | None = None,
+                      poll_period: float | None = None) -> CheckpointStore:
+    """A new experiment's folder ``experiments/<id>/``: the protocol text and the checkpoint header.
+
+    Parameters
+    ----------
+    data_dir
+        The data directory.
+    protocol_file
+        The protocol file as loaded (its text is stored; ``proto`` is its parsed form).
+    proto
+        The protocol.
+    beamline_md
+        The beamline settings recorded in the header (``kind``, ``preset``, ``seed``, ``coarsen`` ...).
+    scan_overrides, poll_period
+        Options of the run, as :func:`run_protocol` takes them.
+    """
+    _check_overrides(scan_overrides, poll_period)
+    experiment_id = uuid.uuid4().hex[:12]
+    store = CheckpointStore(experiments_dir(Path(data_dir)) / experiment_id)
+    header = {"experiment_id": experiment_id, "protocol_name": proto.name,
+              "protocol_file": str(Path(protocol_file).resolve()), "beamline": beamline_md,
+              "options": {"scan_overrides": scan_overrides or {}, "poll_period": poll_period},
+              "segments": 0}
+    store.create(Path(protocol_file).read_text(encoding="utf-8"), header)
+    return store
 
 
 def resume_experiment(data_dir: str | Path, experiment_id: str | None = None, *, progress: bool = True,
@@ -230,20 +271,50 @@ def resume_experiment(data_dir: str | Path, experiment_id: str | None = None, *,
         beamline.close()
 
 
-def _run_segment(proto: Protocol, beamline: Beamline, client: Any, store: CheckpointStore, *,
-                 progress: bool, handle_sigint: bool, configure_engine: Callable[[Any], None] | None,
-                 restored: dict[str, Any] | None) -> ExperimentResult:
+@dataclass
+class ExperimentSegment:
+    """One stretch of an experiment under a RunEngine: its decider, metadata and checkpoint store.
+
+    :meth:`plan` is ``plans.operando`` under this decider; whatever way the plan ends (done,
+    fault, abort, a crash of the RunEngine), the checkpoint is written a last time.
+    """
+
+    proto: Protocol
+    beamline: Beamline
+    store: CheckpointStore
+    decider: ProtocolController
+    md: dict[str, Any]
+
+    def sim_state(self) -> dict[str, Any]:
+        """The simulated instrument's state for the checkpoint (none for a real cell)."""
+        scene = self.beamline.scene
+        return {"sim": scene.state_dict()} if scene is not None else {}
+
+    def save(self) -> None:
+        """Write the checkpoint: the controller's and the simulator's state, finished or not."""
+        self.store.update(controller=self.decider.to_dict(),
+                          finished=self.decider.state.value in ("done", "fault"), **self.sim_state())
+
+    def plan(self) -> MsgGenerator:
+        """The operando plan of this segment (run it with a RunEngine)."""
+        try:
+            return (yield from operando(self.decider, self.beamline, md=self.md))
+        finally:
+            self.save()
+
+
+def open_segment(proto: Protocol, beamline: Beamline, store: CheckpointStore,
+                 restored: dict[str, Any] | None = None) -> ExperimentSegment:
+    """The next segment of the experiment in ``store`` (the first one, or a resumed one from ``restored``)."""
     header = store.read()
     opts = header["options"]
     # A real cell has no simulated scene: no simulator state is checkpointed then.
     scene = beamline.scene
     preset = get_beamline_preset(header["beamline"]["preset"])
-
-    def sim_state() -> dict[str, Any]:
-        return {"sim": scene.state_dict()} if scene is not None else {}
+    segment: ExperimentSegment
 
     def save(state: dict[str, Any]) -> None:
-        store.update(controller=state, **sim_state())
+        store.update(controller=state, **segment.sim_state())
 
     cell_params = scene.cell.params if scene is not None else _sim_cell(proto, preset.name)
     decider = ProtocolController(proto, experiment_id=header["experiment_id"], fly=preset.scan.fly,
@@ -251,25 +322,34 @@ def _run_segment(proto: Protocol, beamline: Beamline, client: Any, store: Checkp
                                  scan_overrides=opts["scan_overrides"], poll_period_s=opts["poll_period"])
     if restored is not None:
         decider.restore(restored["controller"])
-    segment = int(header.get("segments", 0)) + 1
-    store.update(segments=segment)
+    number = int(header.get("segments", 0)) + 1
+    store.update(segments=number)
+    md = {"experiment_id": header["experiment_id"], "protocol": proto.name, "protocol_file": header["protocol_file"],
+          "protocol_text": store.protocol_path.read_text(encoding="utf-8"), "segment": number,
+          "cell": {"preset": cell_params.name, "capacity_Ah": proto.capacity_Ah},
+          "beamline": header["beamline"], "simulated": scene is not None}
+    segment = ExperimentSegment(proto, beamline, store, decider, md)
+    return segment
+
+
+def _run_segment(proto: Protocol, beamline: Beamline, client: Any, store: CheckpointStore, *,
+                 progress: bool, handle_sigint: bool, configure_engine: Callable[[Any], None] | None,
+                 restored: dict[str, Any] | None) -> ExperimentResult:
+    segment = open_segment(proto, beamline, store, restored)
+    decider = segment.decider
     engine = make_run_engine(client, progress=progress, handle_sigint=handle_sigint)
     if progress:
         engine.subscribe(ExperimentProgress(proto))
     if configure_engine is not None:
         configure_engine(engine)
-    md = {"experiment_id": header["experiment_id"], "protocol": proto.name, "protocol_file": header["protocol_file"],
-          "protocol_text": store.protocol_path.read_text(encoding="utf-8"), "segment": segment,
-          "cell": {"preset": cell_params.name, "capacity_Ah": proto.capacity_Ah},
-          "beamline": header["beamline"], "simulated": scene is not None}
     wall = time.perf_counter()
     try:
-        uids = engine(operando(decider, beamline, md=md))
+        uids = engine(segment.plan())
     finally:
-        store.update(controller=decider.to_dict(), finished=decider.state.value in ("done", "fault"),
-                     **sim_state())
+        # Also when the RunEngine returns paused (Ctrl-C) with the plan suspended, not closed.
+        segment.save()
     return ExperimentResult(
-        experiment_id=header["experiment_id"], protocol=proto.name, state=decider.state.value,
+        experiment_id=segment.md["experiment_id"], protocol=proto.name, state=decider.state.value,
         fault=decider.fault_reason, scans=list(decider.scans), alarms=list(decider.alarms),
         data_dir=store.folder.parents[1], cell_time_s=beamline.cell_clock.clock.now(),
         wall_s=time.perf_counter() - wall, run_uids=tuple(uids or ()),

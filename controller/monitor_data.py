@@ -28,6 +28,7 @@ import numpy as np
 
 from controller.checkpoint import experiments_dir
 from controller.cursor import step_number
+from controller.monitor_analysis import read_analysis
 from controller.protocol_model import CycleStep, Protocol, ScanStep, ScheduledBlock
 
 #: Most points of the V/I curve sent to the page (state changes are always kept).
@@ -195,72 +196,6 @@ def next_scan(protocol: Protocol | None, polls: dict[str, np.ndarray], scans_don
             name = f" [{later.label}]" if later.label else ""
             return {"label": label, "text": f"{label} at step {step_number(later_path)}{name}, after this step",
                     "eta_s": None}
-    return None
-
-
-# --------------------------------------------------------------------------- analysis
-def read_analysis(data_dir: Path, experiment_id: str) -> dict[str, Any] | None:
-    """The live analysis summary of an experiment, or None if there is none (yet).
-
-    ``summary.json`` holds a list of timestep entries, either as the whole file or under the
-    key ``"timesteps"``. Slice paths are resolved against the summary's folder, then the data
-    directory; only files inside the data directory are offered.
-
-    Returns
-    -------
-    dict or None
-        ``{timesteps: [...], latest_slices: [{name, path}], classes: [...]}``.
-    """
-    root = Path(data_dir).resolve()
-    folder = root / "analysis" / experiment_id
-    try:
-        raw = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    entries = raw.get("timesteps", []) if isinstance(raw, dict) else raw
-    if not isinstance(entries, list):
-        return None
-    timesteps, classes, latest = [], [], []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            continue
-        fractions = {str(k): float(v) for k, v in (entry.get("class_fractions") or {}).items()}
-        for name in fractions:
-            if name not in classes:
-                classes.append(name)
-        thickness = entry.get("thickness_um")
-        slices = entry.get("slices") or {}
-        items = list(slices.items()) if isinstance(slices, dict) else \
-            [(Path(str(p)).stem, p) for p in slices]
-        resolved = []
-        for name, p in items:
-            path = resolve_data_file(root, folder, str(p))
-            if path is not None:
-                resolved.append({"name": str(name), "path": str(path.relative_to(root))})
-        if resolved:
-            latest = resolved
-        timesteps.append({"timestep": str(entry.get("timestep", "")),
-                          "time_s": _num(entry.get("time_s")), "voltage": _num(entry.get("voltage")),
-                          "class_fractions": fractions,
-                          "thickness_um": _num(thickness), "slices": resolved})
-    return {"timesteps": timesteps, "classes": classes, "latest_slices": latest[:3]}
-
-
-def _num(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def resolve_data_file(root: Path, folder: Path, name: str) -> Path | None:
-    """``name`` as an existing file inside ``root`` (tried relative to ``folder``, then ``root``), else None."""
-    candidates = [Path(name)] if Path(name).is_absolute() else [folder / name, root / name]
-    for candidate in candidates:
-        path = candidate.resolve()
-        if path.is_file() and path.is_relative_to(root):
-            return path
     return None
 
 

@@ -61,10 +61,17 @@ def find_experiment(data_dir: Path, experiment_id: str) -> CheckpointStore:
 
 
 def experiment_runs(client: Any, experiment_id: str) -> list[Any]:
-    """The catalog runs of an experiment (electrochemistry and scans), oldest first."""
+    """The catalog runs of an experiment (electrochemistry and scans), oldest first.
+
+    The analysis runs that a consumer or ``tomocycle analyze`` recorded under the experiment's id
+    (``kind: analysis``) are left out: they are results of the documents, not documents of the
+    experiment. Replayed, they would stand in the copy's catalog for an analysis that its own
+    consumer never made, and that consumer would not record its own.
+    """
     from tiled.queries import Key
 
-    runs = list(client.search(Key("start.experiment_id") == experiment_id).values())
+    runs = [run for run in client.search(Key("start.experiment_id") == experiment_id).values()
+            if run.metadata["start"].get("kind") != "analysis"]
     return sorted(runs, key=lambda r: r.metadata["start"]["time"])
 
 

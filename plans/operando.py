@@ -94,13 +94,14 @@ def _settle(status: Any, group: str, timeout: float | None) -> MsgGenerator:
 
 
 def _measure(potentiostat: Any, timeout: float) -> MsgGenerator:
-    values = None
-    # A suspender that trips while the read is in flight makes the RunEngine rewind to the last
-    # checkpoint and answer the interrupted message with None: measure again after the resume.
-    while values is None:
+    while True:
         status = yield Msg("trigger", potentiostat, group="operando-measure")
         yield from _settle(status, "operando-measure", timeout)
         values = yield Msg("read", potentiostat)
+        if values is not None:
+            break
+        # A suspension (or pause) that lands while the RunEngine awaits the read answers the
+        # read with None once it resumes; the cell has moved on meanwhile: take a fresh reading.
     name = potentiostat.name
 
     def value(key: str) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -183,8 +184,15 @@ def _start_consumer(data: Path, out_port: int) -> subprocess.Popen:
 
 
 def _offline_reference(data: Path, experiment_id: str, live_root: Path, tmp: Path) -> dict[str, Any]:
-    shutil.move(live_root, tmp / "live-results")
-    ref = snapshot(analyze_experiment(data, experiment_id, record=False))
+    """The offline analysis of the experiment (``tomocycle analyze``), made while the live results
+    wait beside it; they are put back afterwards."""
+    aside = tmp / "live-results"
+    shutil.move(live_root, aside)
+    try:
+        ref = snapshot(analyze_experiment(data, experiment_id, record=False))
+        shutil.rmtree(live_root)
+    finally:
+        shutil.move(aside, live_root)
     return ref
 
 
@@ -215,19 +223,75 @@ def _live_run(tmp_path: Path, *, kill: bool) -> tuple[Path, str]:
     return data, out.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["uninterrupted", "killed-and-restarted"])
-def test_live_consumer_matches_offline(tmp_path: Path, kill: bool) -> None:
-    """A consumer follows a running experiment over 0MQ and ends with exactly the offline results
-    and one analysis run per timestep; killed mid-experiment and restarted, too."""
-    data, experiment_id = _live_run(tmp_path, kill=kill)
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The protocol run with an uninterrupted consumer following it over 0MQ."""
+    tmp = tmp_path_factory.mktemp("live-uninterrupted")
+    data, experiment_id = _live_run(tmp, kill=False)
+    return {"tmp": tmp, "data": data, "id": experiment_id, "root": analysis_root(data, experiment_id)}
+
+
+def _check_matches_offline(data: Path, experiment_id: str, tmp: Path) -> None:
     root = analysis_root(data, experiment_id)
     summary = json.loads((root / "summary.json").read_text())
     assert [s["timestep"] for s in summary["timesteps"]] == TIMESTEPS
     assert summary["experiment_finished"] is True
-    if not kill:
-        # The live view was written while scans were acquired.
-        assert all((root / step / "preview_slices.npz").exists() for step in TIMESTEPS)
     live = snapshot(root)
     runs = _analysis_runs(data, experiment_id)
     assert sorted(r["timestep"] for r in runs) == TIMESTEPS
-    assert_same(live, _offline_reference(data, experiment_id, root, tmp_path))
+    assert_same(live, _offline_reference(data, experiment_id, root, tmp))
+
+
+def test_live_consumer_matches_offline(live: dict[str, Any]) -> None:
+    """A consumer follows a running experiment over 0MQ and ends with exactly the offline results
+    and one analysis run per timestep."""
+    # The live view was written while scans were acquired.
+    assert all((live["root"] / step / "preview_slices.npz").exists() for step in TIMESTEPS)
+    _check_matches_offline(live["data"], live["id"], live["tmp"])
+
+
+def test_killed_and_restarted_consumer_matches_offline(tmp_path: Path) -> None:
+    """Killed (SIGKILL) mid-experiment and restarted, the consumer still ends with the offline results."""
+    data, experiment_id = _live_run(tmp_path, kill=True)
+    _check_matches_offline(data, experiment_id, tmp_path)
+
+
+def test_replay_through_the_live_pipeline_matches_live(live: dict[str, Any], tmp_path: Path) -> None:
+    """``tomocycle replay --to DIR --publish`` with a consumer following the replay over 0MQ gives
+    the files, numbers and analysis runs that the live consumer wrote during the experiment."""
+    from controller.live_publish import start_proxy
+
+    out = tmp_path / "replayed"
+    in_port, out_port = _free_port(), _free_port()
+    with start_proxy(in_port=in_port, out_port=out_port):
+        consumer = _start_consumer(out, out_port)
+        replay = subprocess.run([sys.executable, "-m", "controller.cli", "replay", live["id"], "--data",
+                                 str(live["data"]), "--to", str(out), "--publish", f"127.0.0.1:{in_port}"],
+                                capture_output=True, text=True, timeout=CONSUMER_TIMEOUT_S, env=_env())
+        log, _ = consumer.communicate(timeout=CONSUMER_TIMEOUT_S)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    assert consumer.returncode == 0, log
+    # It followed the replay's documents (not only the catalog), and analysed every timestep.
+    stats = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", log.rsplit("ConsumerStats(", 1)[1])}
+    assert stats["documents"] > 0 and stats["timesteps_done"] == len(TIMESTEPS), log
+    first, again = snapshot(live["root"]), snapshot(analysis_root(out, live["id"]))
+    for step in TIMESTEPS:
+        # Each copy reads its own frame files: the replay links them into its data directory.
+        original = Path(first[f"{step}/result.json"]["frames_file"])
+        copied = Path(again[f"{step}/result.json"]["frames_file"])
+        assert copied.parent == (out / "frames").resolve() and copied.name == original.name
+    assert_same(_without_frame_paths(again), _without_frame_paths(first))
+    # Analysis runs: written by the replay's consumer (the original's are results, not documents
+    # of the experiment, and are not replayed), one per timestep, with the live numbers.
+    live_runs = {r["timestep"]: r for r in _analysis_runs(live["data"], live["id"])}
+    replay_runs = {r["timestep"]: r for r in _analysis_runs(out, live["id"])}
+    assert sorted(replay_runs) == TIMESTEPS and len(_analysis_runs(out, live["id"])) == len(TIMESTEPS)
+    for step, run in replay_runs.items():
+        assert run["uid"] != live_runs[step]["uid"]
+        for key in ("scan_uid", "class_fractions", "thickness_um", "n_particles", "lithiated_at", "slices"):
+            assert run[key] == live_runs[step][key], (step, key)
+
+
+def _without_frame_paths(snap: dict[str, Any]) -> dict[str, Any]:
+    return {k: ({f: v for f, v in value.items() if f != "frames_file"} if k.endswith("result.json") else value)
+            for k, value in snap.items()}

@@ -9,14 +9,12 @@ checked against the catalog and a fixture analysis summary written in the live p
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +23,13 @@ import pytest
 
 from controller.monitor import MonitorServer, png_bytes
 from controller.monitor_data import MonitorData
+from tests.system.browser import Dom as _Dom
+from tests.system.browser import dump_dom
+from tests.system.browser import need_browser as _need_browser
 from tests.system.operando_util import runs_of, write_protocol
 
 pytestmark = [pytest.mark.system]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STEPS = """\
   - {do: scan, label: pristine}
   - do: Charge at C/3 until 4.3 V or 30 minutes
@@ -42,57 +42,6 @@ FAULT_STEPS = """\
   - {do: scan, label: pristine}
   - {do: Charge at C/3 until 4.3 V, label: cc}
 """
-
-
-def _need_browser() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed: apt-get install chromium")
-    return CHROMIUM
-
-
-def dump_dom(url: str, tmp: Path, budget_ms: int = 6000) -> str:
-    """The page's DOM after its script ran for ``budget_ms`` of Chromium's virtual time."""
-    exe = _need_browser()
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp / 'chromium-profile'}", f"--virtual-time-budget={budget_ms}", "--dump-dom", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
-
-
-class _Dom(HTMLParser):
-    """Elements as (tag, attrs, text) with their text content gathered (enough for these checks)."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.elements: list[dict[str, Any]] = []
-        self._open: list[dict[str, Any]] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = {"tag": tag, "attrs": {k: v or "" for k, v in attrs}, "text": ""}
-        self.elements.append(node)
-        if tag not in ("img", "br", "meta", "link", "input", "line", "rect", "polyline"):
-            self._open.append(node)
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self._open) - 1, -1, -1):
-            if self._open[i]["tag"] == tag:
-                del self._open[i:]
-                break
-
-    def handle_data(self, data: str) -> None:
-        for node in self._open:
-            node["text"] += data
-
-    def by_id(self, ident: str) -> dict[str, Any]:
-        return next(e for e in self.elements if e["attrs"].get("id") == ident)
-
-    def by_class(self, cls: str) -> list[dict[str, Any]]:
-        return [e for e in self.elements if cls in e["attrs"].get("class", "").split()]
 
 
 class _LiveCheck:

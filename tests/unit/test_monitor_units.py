@@ -122,6 +122,19 @@ def test_read_analysis_takes_a_list_or_a_dict_and_only_files_inside(tmp_path: Pa
     assert read_analysis(tmp_path, "none") is None
 
 
+def test_read_analysis_shows_the_three_orthogonal_slices_not_the_arrays_file(tmp_path: Path) -> None:
+    # The live pipeline's entries name slices.npz beside the PNGs (docs/live.md).
+    folder = tmp_path / "analysis" / "abc" / "T0"
+    folder.mkdir(parents=True)
+    names = {"npz": "slices.npz", "yz": "slice_yz.png", "xy": "slice_xy.png", "xz": "slice_xz.png"}
+    for name in names.values():
+        (folder / name).write_bytes(b"x")
+    entry = {"timestep": "T0", "class_fractions": {}, "slices": {k: f"T0/{v}" for k, v in names.items()}}
+    (folder.parent / "summary.json").write_text(json.dumps({"timesteps": [entry]}))
+    got = read_analysis(tmp_path, "abc")["latest_slices"]
+    assert got == [{"name": n, "path": f"analysis/abc/T0/slice_{n}.png"} for n in ("xy", "xz", "yz")]
+
+
 def test_status_line_and_step_limits(protocol) -> None:
     assert step_time_limit(protocol, "2") == 1800.0
     assert step_time_limit(protocol, "1") is None and step_time_limit(protocol, "") is None
