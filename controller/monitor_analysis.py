@@ -26,7 +26,10 @@ def read_analysis(data_dir: Path, experiment_id: str) -> dict[str, Any] | None:
     Returns
     -------
     dict or None
-        ``{timesteps: [...], latest_slices: [{name, path}], classes: [...]}``.
+        ``{timesteps: [...], latest_slices: [{name, path, version}], classes: [...], live}``:
+        ``live`` is the scan being acquired, ``{timestep, projections, slices}``, when the
+        consumer has written a preview of it, else None. ``version`` (the file's modification
+        time, ns) changes when a file is rewritten under the same name, as previews are.
     """
     root = Path(data_dir).resolve()
     folder = root / "analysis" / experiment_id
@@ -46,18 +49,42 @@ def read_analysis(data_dir: Path, experiment_id: str) -> dict[str, Any] | None:
             if name not in classes:
                 classes.append(name)
         thickness = entry.get("thickness_um")
-        resolved = []
-        for name, p in _slice_items(entry.get("slices")):
-            path = resolve_data_file(root, folder, str(p))
-            if path is not None:
-                resolved.append({"name": str(name), "path": str(path.relative_to(root))})
+        resolved = _resolve_slices(root, folder, entry.get("slices"))
         if resolved:
             latest = resolved
         timesteps.append({"timestep": str(entry.get("timestep", "")),
                           "time_s": _num(entry.get("time_s")), "voltage": _num(entry.get("voltage")),
                           "class_fractions": fractions,
                           "thickness_um": _num(thickness), "slices": resolved})
-    return {"timesteps": timesteps, "classes": classes, "latest_slices": latest[:3]}
+    return {"timesteps": timesteps, "classes": classes, "latest_slices": latest[:3],
+            "live": _live(root, folder, raw.get("live") if isinstance(raw, dict) else None)}
+
+
+def _live(root: Path, folder: Path, live: Any) -> dict[str, Any] | None:
+    """The preview of the scan being acquired, as the page shows it, or None."""
+    if not isinstance(live, dict):
+        return None
+    slices = _resolve_slices(root, folder, live.get("slices"))
+    if not slices:
+        return None
+    return {"timestep": str(live.get("timestep", "")), "projections": _num(live.get("projections")),
+            "slices": slices[:3]}
+
+
+def _resolve_slices(root: Path, folder: Path, slices: Any) -> list[dict[str, Any]]:
+    out = []
+    for name, p in _slice_items(slices):
+        path = resolve_data_file(root, folder, str(p))
+        if path is not None:
+            out.append({"name": str(name), "path": str(path.relative_to(root)), "version": _mtime_ns(path)})
+    return out
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _slice_items(slices: Any) -> list[tuple[str, Any]]:

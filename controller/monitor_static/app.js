@@ -100,12 +100,16 @@ function drawEc(snap) {
     svg.appendChild(el("svg:text", { x: X(t), y: 398, "text-anchor": "middle", "font-size": 11 }, `${t} h`));
   }
   const markers = el("svg:g", { id: "scan-markers" });
+  let lastX = -Infinity, row = 0;
   scans.forEach((s) => {
     if (s.t_h === null || s.t_h === undefined) return;
+    // Scans taken back to back (002's two noise scans) share a time: stack their labels.
+    row = X(s.t_h) - lastX < 22 ? row + 1 : 0;
+    lastX = X(s.t_h);
     const g = el("svg:g", { class: "scan-marker", "data-label": s.label, "data-status": s.status });
     g.appendChild(el("svg:line", { x1: X(s.t_h), x2: X(s.t_h), y1: 20, y2: 380, stroke: s.status === "success" ? "#555" : "#b00020",
       "stroke-dasharray": "3,3" }));
-    g.appendChild(el("svg:text", { x: X(s.t_h) + 2, y: 16, "font-size": 10, class: "scan-label" }, s.label));
+    g.appendChild(el("svg:text", { x: X(s.t_h) + 2, y: 16 + 11 * row, "font-size": 10, class: "scan-label" }, s.label));
     g.appendChild(el("svg:title", {}, `${s.label}: ${s.step || ""} at ${hms(s.t_h * 3600)}`));
     markers.appendChild(g);
   });
@@ -158,23 +162,24 @@ function drawStatus(snap) {
   select.value = snap.experiment || "";
 }
 
-function drawAnalysis(snap) {
-  const a = snap.analysis;
-  const slices = $("slices"), fractions = $("fractions"), plot = $("analysis-plot");
-  plot.replaceChildren();
-  if (!a || !a.timesteps.length) {
+function drawSlices(a) {
+  // The scan being acquired (the consumer's live preview) if there is one, else the newest analysed timestep.
+  const slices = $("slices");
+  const live = a && a.live && a.live.slices.length ? a.live : null;
+  const shown = live ? live.slices : (a ? a.latest_slices : []);
+  if (!shown.length) {
     slices.replaceChildren(el("p", { class: "no-analysis" }, "no analysis yet"));
-    fractions.replaceChildren(el("p", { class: "no-analysis" }, "no analysis yet"));
+    slices.dataset.key = "";
     $("slices-label").textContent = "";
     return;
   }
-  // Slices: replace the images only when their paths change (no flicker at each poll).
-  const key = a.latest_slices.map((s) => s.path).join("|");
+  // Replace the images only when a path or a file's version changes (no flicker at each poll).
+  const key = shown.map((s) => `${s.path}@${s.version}`).join("|");
   if (slices.dataset.key !== key) {
     slices.replaceChildren();
-    a.latest_slices.forEach((s) => {
+    shown.forEach((s) => {
       const fig = el("figure", { class: "slice", "data-name": s.name });
-      const img = el("img", { alt: s.name, src: api("api/file", { path: s.path }) });
+      const img = el("img", { alt: s.name, src: api("api/file", { path: s.path, v: s.version }) });
       img.addEventListener("load", () => fig.setAttribute("data-loaded", `${img.naturalWidth}x${img.naturalHeight}`));
       fig.appendChild(img);
       fig.appendChild(el("figcaption", {}, s.name));
@@ -182,8 +187,24 @@ function drawAnalysis(snap) {
     });
     slices.dataset.key = key;
   }
-  const withSlices = a.timesteps.filter((t) => t.slices.length);
-  $("slices-label").textContent = withSlices.length ? withSlices[withSlices.length - 1].timestep : "";
+  if (live) {
+    const n = live.projections === null ? "" : `, ${live.projections} projections so far`;
+    $("slices-label").textContent = `${live.timestep} (live${n})`;
+  } else {
+    const withSlices = a.timesteps.filter((t) => t.slices.length);
+    $("slices-label").textContent = withSlices.length ? withSlices[withSlices.length - 1].timestep : "";
+  }
+}
+
+function drawAnalysis(snap) {
+  const a = snap.analysis;
+  const fractions = $("fractions"), plot = $("analysis-plot");
+  plot.replaceChildren();
+  drawSlices(a);
+  if (!a || !a.timesteps.length) {
+    fractions.replaceChildren(el("p", { class: "no-analysis" }, "no analysis yet"));
+    return;
+  }
   // Fractions: a table, one row per timestep, one column per class, plus the thickness.
   const table = el("table", { class: "grid", id: "fraction-table" });
   const head = el("tr");

@@ -166,6 +166,9 @@ def test_monitor_shows_the_002_experiment_as_analysed_live(live002: dict[str, An
     markers = dom.by_class("scan-marker")
     assert [m["attrs"]["data-label"] for m in markers] == [d["timestep"] for d in scan_starts] == TIMESTEPS
     assert {m["attrs"]["data-status"] for m in markers} == {"success"}
+    # The two noise scans share a time: their labels are stacked, not drawn over each other.
+    label_at = {e["text"]: (e["attrs"]["x"], e["attrs"]["y"]) for e in dom.by_class("scan-label")}
+    assert label_at["T8"] != label_at["T9"]
     assert dom.by_id("state")["text"] == "done" and dom.by_id("scans-done")["text"] == "10"
     # Class fractions and thickness per timestep, as stored (the page prints 3 and 2 decimals).
     rows = dom.by_class("fraction-row")

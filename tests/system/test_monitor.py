@@ -156,6 +156,20 @@ def test_browser_shows_scans_state_and_analysis_of_a_finished_experiment(site) -
         assert f["attrs"].get("data-loaded") == f"{cols}x{rows_}"
     assert dom.by_id("slices-label")["text"] == "T2"
     assert not dom.by_class("no-analysis")
+    # While the consumer previews the next scan, its slices replace the last analysed ones.
+    folder = data / "analysis" / eid
+    (folder / "T3").mkdir()
+    for name, shape in fixture["shapes"].items():
+        (folder / "T3" / f"preview_{name}.png").write_bytes(png_bytes(np.ones((shape[0] + 1, shape[1]))))
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["live"] = {"timestep": "T3", "projections": 40,
+                       "slices": {n: f"T3/preview_{n}.png" for n in fixture["shapes"]}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    dom = _Dom(dump_dom(site["server"].url + f"?experiment={eid}", site["tmp"]))
+    assert dom.by_id("slices-label")["text"] == "T3 (live, 40 projections so far)"
+    for f in dom.by_class("slice"):
+        rows_, cols = fixture["shapes"][f["attrs"]["data-name"]]
+        assert f["attrs"].get("data-loaded") == f"{cols}x{rows_ + 1}"
 
 
 def test_browser_shows_alarms_and_no_analysis_of_a_faulted_experiment(site) -> None:

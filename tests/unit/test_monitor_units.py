@@ -115,7 +115,8 @@ def test_read_analysis_takes_a_list_or_a_dict_and_only_files_inside(tmp_path: Pa
     (folder / "summary.json").write_text(json.dumps(entries))
     got = read_analysis(tmp_path, "abc")
     assert got["classes"] == ["active", "inactive"]
-    assert got["latest_slices"] == [{"name": "a", "path": "analysis/abc/a.png"}]
+    assert [{k: s[k] for k in ("name", "path")} for s in got["latest_slices"]] == [{"name": "a", "path": "analysis/abc/a.png"}]
+    assert got["live"] is None
     assert got["timesteps"][1]["voltage"] is None and got["timesteps"][1]["thickness_um"] is None
     (folder / "summary.json").write_text(json.dumps({"timesteps": entries}))
     assert read_analysis(tmp_path, "abc")["timesteps"][0]["class_fractions"] == {"active": 1.0}
@@ -132,7 +133,25 @@ def test_read_analysis_shows_the_three_orthogonal_slices_not_the_arrays_file(tmp
     entry = {"timestep": "T0", "class_fractions": {}, "slices": {k: f"T0/{v}" for k, v in names.items()}}
     (folder.parent / "summary.json").write_text(json.dumps({"timesteps": [entry]}))
     got = read_analysis(tmp_path, "abc")["latest_slices"]
-    assert got == [{"name": n, "path": f"analysis/abc/T0/slice_{n}.png"} for n in ("xy", "xz", "yz")]
+    assert [(s["name"], s["path"]) for s in got] == [(n, f"analysis/abc/T0/slice_{n}.png") for n in ("xy", "xz", "yz")]
+
+
+def test_read_analysis_offers_the_live_preview_with_a_version_per_rewrite(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "analysis" / "abc" / "T3"
+    folder.mkdir(parents=True)
+    for n in ("xy", "xz", "yz"):
+        (folder / f"preview_{n}.png").write_bytes(png_bytes(np.eye(4)))
+    live = {"timestep": "T3", "projections": 40, "frames_read": 45,
+            "slices": {"npz": "T3/preview_slices.npz", **{n: f"T3/preview_{n}.png" for n in ("xy", "xz", "yz")}}}
+    (folder.parent / "summary.json").write_text(json.dumps({"timesteps": [], "live": live}))
+    got = read_analysis(tmp_path, "abc")["live"]
+    assert got["timestep"] == "T3" and got["projections"] == 40
+    assert [s["name"] for s in got["slices"]] == ["xy", "xz", "yz"]  # the missing npz is not offered
+    before = got["slices"][0]["version"]
+    os.utime(folder / "preview_xy.png", ns=(before + 10**9, before + 10**9))  # the consumer rewrote it
+    assert read_analysis(tmp_path, "abc")["live"]["slices"][0]["version"] == before + 10**9
 
 
 def test_status_line_and_step_limits(protocol) -> None:
