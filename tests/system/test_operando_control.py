@@ -116,7 +116,12 @@ def test_suspender_puts_the_cell_at_open_circuit_until_it_clears(tmp_path, data_
         beam_lost.put(1)
 
         def clear() -> None:
-            time.sleep(0.5)
+            # Wait for the suspension to take hold (a loaded machine may take a while), not a
+            # fixed time: the RunEngine suspends at its next message and stops the charging cell.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and box["bl"].potentiostat.backend.measure().mode != "ocv":
+                time.sleep(0.05)
+            time.sleep(0.2)
             clock = box["bl"].scene.clock
             before = clock.now()
             seen["mode"] = box["bl"].potentiostat.backend.measure().mode
