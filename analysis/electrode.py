@@ -17,7 +17,8 @@ from scipy import ndimage as ndi
 from analysis.layers import Layers, fit_steps, profile_of
 
 __all__ = ["THEORETICAL_CAPACITY_MAH_G", "agglomerates", "cracks", "expansion_vs_charge",
-           "STRAIN_BIN_EDGES", "region_histograms", "region_strain", "thickness_map"]
+           "STRAIN_BIN_EDGES", "half_strains", "region_histograms", "region_strain",
+           "thickness_map"]
 
 #: Bin edges of the per-region strain histograms (strain, not %): -0.5 to 1.5 by 0.05.
 STRAIN_BIN_EDGES = np.round(np.linspace(-0.5, 1.5, 41), 3)
@@ -207,6 +208,45 @@ def region_strain(field_values: np.ndarray, valid: np.ndarray,
     return {"collector_side": float(np.nanmean(f[lower])) if lower.any() else np.nan,
             "separator_side": float(np.nanmean(f[upper])) if upper.any() else np.nan,
             "all": float(np.nanmean(f[valid])) if valid.any() else np.nan}
+
+
+def half_strains(displacement_z: np.ndarray, valid: np.ndarray, height: np.ndarray,
+                 shift_z: float, thickness0: float, thickness: float) -> dict[str, float]:
+    """Mean axial strain of each half-electrode from displacement differences across it.
+
+    The mean strain of a layer is the change of its thickness over its thickness. The collector
+    top is the rigid reference (displacement 0 after registration), the electrode top moved by
+    the measured thickness change, and the mid-plane (half of T0's thickness above the
+    collector) by the DVC: the median axial displacement of each node layer's valid nodes,
+    interpolated linearly in height. So only the mid-plane rests on correlation, where windows
+    lie inside the electrode, and not on one-sided differences at the electrode's edges.
+
+    Parameters
+    ----------
+    displacement_z
+        (nz, ny, nx) axial displacement of the DVC nodes, voxels (including the rigid shift).
+    valid, height
+        Valid nodes and node-layer heights above the collector (T0 voxels).
+    shift_z
+        Rigid axial shift of the timestep (the collector's motion), voxels.
+    thickness0, thickness
+        Electrode thickness at T0 and at the timestep, voxels.
+
+    Returns
+    -------
+    dict
+        ``collector_side``, ``separator_side`` and ``all`` strains (NaN without valid nodes).
+    """
+    u = np.array([np.median(displacement_z[k][valid[k]]) if valid[k].any() else np.nan
+                  for k in range(len(height))]) - shift_z
+    ok = np.isfinite(u)
+    total = (thickness - thickness0) / thickness0
+    if not ok.any():
+        return {"collector_side": np.nan, "separator_side": np.nan, "all": total}
+    half = 0.5 * thickness0
+    u_mid = float(np.interp(half, np.asarray(height, float)[ok], u[ok]))
+    return {"collector_side": u_mid / half,
+            "separator_side": (thickness - thickness0 - u_mid) / half, "all": total}
 
 
 def _halves(valid: np.ndarray, height: np.ndarray, thickness: float) -> dict[str, np.ndarray]:

@@ -60,15 +60,16 @@ def test_thickness_nano(nano) -> None:
 
 
 def test_dvc_strain_within_stated_error(micro) -> None:
-    # Truth: the phantom's imposed displacement (axially strained matrix, particles translated
-    # and swollen isotropically), window-averaged and differentiated on the DVC's own grid
-    # (benchmarks.classify.dvc_truth). Stated error on this series: median 0.13, max 0.34 per
-    # half-electrode (docs/particles.md); the 0.1 target is not met.
+    # Half-electrode axial strains (mid-plane displacement from DVC, collector fixed, electrode
+    # top from the layers) against the phantom's imposed axial strain of each half; DVC map
+    # means against the imposed field averaged as the windows see it
+    # (benchmarks.classify.dvc_truth). Stated errors (docs/particles.md, measured on the
+    # >= 200-particle bench series): half strains <= 0.03, map means <= 0.25.
     s, res = micro
     sc = score(s, res)
-    assert len(sc["strain_err"]) == 2 * (len(STATES) - 1)
-    assert np.median(sc["strain_err"]) <= 0.15
-    assert max(sc["strain_err"]) <= 0.36
+    assert len(sc["strain_err"]) == len(sc["strain_map_err"]) == 2 * (len(STATES) - 1)
+    assert max(sc["strain_err"]) <= 0.03
+    assert max(sc["strain_map_err"]) <= 0.25
 
 
 def test_registration_recovers_drift(micro) -> None:
