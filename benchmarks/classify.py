@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default=None, metavar="N,N",
                         help="edges of the cubic volumes timed (default 256,512; quick 256)")
     parser.add_argument("--no-timing", action="store_true", help="skip the per-timestep timing")
+    parser.add_argument("--grid", action="append", default=[], metavar="SCALE:NZxNYxNX",
+                        help="grid of a scale's accuracy series, e.g. nano:720x256x256")
+    parser.add_argument("--voxel", action="append", default=[], metavar="SCALE:UM",
+                        help="voxel size of a scale's phantoms, e.g. nano:0.05 (002's 50 nm; "
+                             "the preset's default is 0.25 um with the same physical sizes)")
 
 
 def _truth_strain(series, step: int, heights_um: np.ndarray) -> np.ndarray:
@@ -137,19 +142,20 @@ SCALES = {"micro": ((64, 256, 256), (64, 448, 448), 2),
 SENTENCE_DIAMETER_UM = {"micro": 50.0, "nano": None}
 
 
-def _series(preset: str, shape: tuple[int, int, int], seed: int):
+def _series(preset: str, shape: tuple[int, int, int], seed: int,
+            voxel_size_um: float | None = None):
     from sim.phantom import make_phantom
     from sim.series import simulate_series
 
-    ph = make_phantom(preset, seed, shape=shape)
+    ph = make_phantom(preset, seed, shape=shape, voxel_size_um=voxel_size_um)
     drift = [[0.0, 0.0, 0.0]] + [[0.4 * k, 0.8 * k, -0.6 * k] for k in range(1, len(STATES))]
     return simulate_series(ph, STATES, drift_vox=drift, seed=seed)
 
 
-def _one(preset: str, shape: tuple[int, int, int], seed: int):
+def _one(preset: str, shape: tuple[int, int, int], seed: int, voxel_size_um: float | None):
     from analysis.particle_series import analyze_volumes
 
-    series = _series(preset, shape, seed)
+    series = _series(preset, shape, seed, voxel_size_um)
     res = analyze_volumes(series.volumes, series.phantom.voxel_size_um, series.lithiated_at,
                           series.charges_mAh_g, min_diameter_um=SENTENCE_DIAMETER_UM[preset])
     return series, res
@@ -218,15 +224,16 @@ def _scale_line(preset: str, shape, seeds: int, tot: dict, secs: float, steps: i
             f"{secs / steps:.1f} s/timestep")
 
 
-def _run_scale(preset: str, shape, seeds: int) -> None:
+def _run_scale(preset: str, shape, seeds: int, voxel_size_um: float | None) -> None:
     tot, secs, steps = _empty_total(), 0.0, 0
     for seed in range(seeds):
-        series, res = _one(preset, shape, seed)
+        series, res = _one(preset, shape, seed, voxel_size_um)
         sc = score(series, res)
         _add(tot, sc)
         secs, steps = secs + sum(res.step_seconds), steps + len(res.step_seconds)
         summ = res.summary
-        print(f"  {preset} seed {seed}: {sc['particles']} particles, "
+        print(f"  {preset} seed {seed} ({series.phantom.voxel_size_um:g} um voxels): "
+              f"{sc['particles']} particles, "
               f"{sum(res.step_seconds) / len(res.step_seconds):.1f} s/timestep\n"
               f"    found: {summ['sentence']}\n"
               f"    truth: {_truth_sentence(series, summ['min_diameter_um'])}\n"
@@ -238,6 +245,17 @@ def _sizes(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _per_scale(items: list[str], convert) -> dict:
+    """``["nano:0.05"]`` -> ``{"nano": convert("0.05")}``."""
+    out = {}
+    for item in items:
+        scale, _, value = item.partition(":")
+        if scale not in SCALES or not value:
+            raise ValueError(f"expected SCALE:VALUE with SCALE in {', '.join(SCALES)}, got {item!r}")
+        out[scale] = convert(value)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print a table; returns 0."""
     from numba import get_num_threads
@@ -245,12 +263,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"tomocycle bench classify ({'quick' if args.quick else 'full'}, "
           f"{get_num_threads()} threads); scans {[s[0] for s in STATES]}, K = 2", flush=True)
     scales = [x for x in args.scales.split(",") if x.strip() and x != "none"]
+    grids = _per_scale(args.grid, lambda v: tuple(int(n) for n in v.lower().split("x")))
+    voxels = _per_scale(args.voxel, float)
     for preset in scales:
         if preset not in SCALES:
             raise ValueError(f"unknown scale {preset!r}; valid: {', '.join(SCALES)}")
         quick_shape, full_shape, full_seeds = SCALES[preset]
         seeds = args.seeds or (1 if args.quick else full_seeds)
-        _run_scale(preset, quick_shape if args.quick else full_shape, seeds)
+        shape = grids.get(preset, quick_shape if args.quick else full_shape)
+        _run_scale(preset, shape, seeds, voxels.get(preset))
     sizes = [] if args.no_timing else _sizes(args.sizes or ("256" if args.quick else "256,512"))
     for n in sizes:
         step, t0 = _time_step(n)
