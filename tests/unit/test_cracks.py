@@ -67,3 +67,11 @@ def test_sheet_profile_fit_recovers_width(width: float) -> None:
     got, depth = fit_sheet_profile(profile, 1.4)
     assert got == pytest.approx(width, abs=0.05) and depth == pytest.approx(5.0, rel=0.02)
     assert np.isnan(fit_sheet_profile(-profile + 0.4, 1.4)[0])  # a bright line is no crack
+
+
+def test_bench_cracks_command(capsys) -> None:
+    from controller.cli import main
+
+    assert main(["bench", "cracks", "--scales", "micro", "--seeds", "1", "--widths", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[1].count("0.00 -> 0.00 %") == 3
