@@ -19,7 +19,6 @@ The full run (no ``--quick``) scores at least 200 particles per scale (:data:`SC
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
@@ -251,7 +250,8 @@ def _per_scale(items: list[str], convert) -> dict:
     for item in items:
         scale, _, value = item.partition(":")
         if scale not in SCALES or not value:
-            raise ValueError(f"expected SCALE:VALUE with SCALE in {', '.join(SCALES)}, got {item!r}")
+            raise ValueError(f"expected SCALE:VALUE with SCALE in {', '.join(SCALES)}, "
+                             f"got {item!r}")
         out[scale] = convert(value)
     return out
 
