@@ -104,7 +104,8 @@ def _dvc(ref, seg, track, feats: list, thresholds: Thresholds, window: int):
     texture that moves with the electrode. Unchanged (inactive) particles stay in: they are
     the strongest texture there is. On the (160, 160, 160) nano phantom of ``bench classify
     --quick`` this lowered the largest half-electrode strain error from 0.078 to 0.015, on the
-    219-particle one from 0.015 to 0.008 (docs/particles.md).
+    219-particle one from 0.015 to 0.008 (both against all voxels with a +-6 search;
+    docs/particles.md).
     """
     col = FEATURES.index("mean_grey")
     d = grey_drop(np.stack([feats[0][:, col], feats[-1][:, col]]), ref.matrix)[1]
