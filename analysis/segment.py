@@ -100,8 +100,9 @@ def split_touching(component: np.ndarray, h_vox: float = 1.0,
         int32 labels 1..n (0 outside), same shape as ``component``.
     n : int
     """
-    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
+
+    from analysis.morphology import h_maxima  # scikit-image's, without its whole-image sort
 
     dist = ndi.distance_transform_edt(np.pad(component, 1))[1:-1, 1:-1, 1:-1]
     peaks = h_maxima(ndi.gaussian_filter(dist, 0.5), h_vox).astype(bool)

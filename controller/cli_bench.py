@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "recon": ("benchmarks.recon", "per-slice FBP vs astra-toolbox, algotom and scikit-image"),
     "live": ("benchmarks.live", "streaming reconstruction cost against the 002/003 acquisition pace"),
     "classify": ("benchmarks.classify", "particle classes, modes, thickness, strain on simulated series"),
+    "cracks": ("benchmarks.cracks", "planted electrode cracks found against the truth, false level"),
     "live-pipeline": ("benchmarks.live_pipeline", "acquisition time of a protocol with and without the live consumer"),
     "instruments": ("benchmarks.instruments", "serial + EPICS vs in-process agreement, wire latencies"),
 }

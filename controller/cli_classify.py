@@ -69,5 +69,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
                           noise_pair=tuple(int(i) for i in pair) if pair else None,
                           dvc=not args.no_dvc)
     print(res.summary["sentence"])
+    if "capacity_sentence" in res.summary:
+        print("capacity check: " + res.summary["capacity_sentence"])
     print(f"wrote {args.output}/particles.csv, electrode.csv, summary.txt and plots")
     return 0
