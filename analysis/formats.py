@@ -39,6 +39,8 @@ class TomoData:
     projection_index, flat_index
         Frame number of each projection and flat in the acquisition, when the file says
         (NXtomo); flats before and after a scan are then interpolated by frame number.
+    binned, zingers_removed
+        Preprocessing done while reading (frames then float32, ``binned`` x ``binned`` smaller).
     """
 
     projections: np.ndarray
@@ -48,6 +50,10 @@ class TomoData:
     metadata: dict[str, Any] = field(default_factory=dict)
     projection_index: np.ndarray | None = None
     flat_index: np.ndarray | None = None
+    #: Binning already applied to the frames when they were read (see analysis.readers.read_tomo).
+    binned: int = 1
+    #: Whether zingers were already removed from the frames when they were read.
+    zingers_removed: bool = False
 
 
 def split_by_image_key(frames: np.ndarray, image_key: np.ndarray, angles_deg: np.ndarray,

@@ -25,33 +25,110 @@ import h5py
 import numpy as np
 
 from analysis.formats import TomoData, TomoFileError
+from analysis.prep import bin_frames, remove_zingers
 
 _RAD_UNITS = {"rad", "rads", "radian", "radians"}
 _DEG_UNITS = {"deg", "degs", "degree", "degrees", "°"}
 _LENGTH_TO_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3}
 
 
-def read_tomo(path: str | os.PathLike[str]) -> TomoData:
+#: Frames read (and binned) at a time: a scan of 2505 frames of 2048 x 2048 is 21 GB as stored.
+READ_FRAMES = 32
+
+
+def read_tomo(path: str | os.PathLike[str], *, bin: int = 1, zingers: bool = False) -> TomoData:
     """Read an NXtomo or Data Exchange file, whichever it is.
+
+    Parameters
+    ----------
+    path
+        The file.
+    bin, zingers
+        Bin the frames ``bin x bin`` (and first remove zingers, see
+        :func:`analysis.prep.remove_zingers`) as they are read, :data:`READ_FRAMES` at a time,
+        so the whole scan is never in memory at full size. With neither, frames keep their
+        stored dtype.
 
     Raises
     ------
     TomoFileError
         Not HDF5, neither layout, or inconsistent (angle and frame counts differ ...).
     """
+    if int(bin) < 1:
+        raise ValueError(f"bin must be >= 1, got {bin}")
+    prep = _FramePrep(int(bin), bool(zingers))
     try:
         with h5py.File(path, "r") as f:
             if "exchange/data" in f:
-                return _read_dx(f, path)
+                return _read_dx(f, path, prep)
             entry = _find_entry(f)
             if entry is None:
                 raise TomoFileError(f"{path}: neither NXtomo (no NXentry with detector data) nor "
                                     "Data Exchange (no /exchange/data)")
-            return _read_nx(f[entry], path)
+            return _read_nx(f[entry], path, prep)
     except OSError as err:
         raise TomoFileError(f"{path}: cannot read as HDF5 ({err})") from None
     except KeyError as err:  # a broken link or a dataset that vanished under us
         raise TomoFileError(f"{path}: unreadable dataset ({err})") from None
+
+
+def frame_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(rows, cols) of the frames of an NXtomo or Data Exchange file, without reading them.
+
+    Raises
+    ------
+    TomoFileError
+        As :func:`read_tomo`.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            if "exchange/data" in f:
+                shape = f["exchange/data"].shape
+            else:
+                entry = _find_entry(f)
+                if entry is None:
+                    raise TomoFileError(f"{path}: neither NXtomo (no NXentry with detector data) nor "
+                                        "Data Exchange (no /exchange/data)")
+                shape = f[entry][_first(f[entry], ("instrument/detector/data", "data/data"))].shape
+    except OSError as err:
+        raise TomoFileError(f"{path}: cannot read as HDF5 ({err})") from None
+    if len(shape) != 3:
+        raise TomoFileError(f"{path}: frames must be 3-D (n, rows, cols), got {shape}")
+    return int(shape[1]), int(shape[2])
+
+
+class _FramePrep:
+    """Reads chosen frames of a dataset in chunks, removing zingers and binning as it goes."""
+
+    def __init__(self, bin: int, zingers: bool) -> None:
+        self.bin, self.zingers = bin, zingers
+
+    @property
+    def trivial(self) -> bool:
+        """Nothing to do: frames are read as stored."""
+        return self.bin == 1 and not self.zingers
+
+    def read(self, dset: h5py.Dataset, index: np.ndarray | None = None, *, projections: bool = True) -> np.ndarray:
+        """Frames ``dset[index]`` (all when None, increasing), prepared, as float32.
+
+        Zingers are removed from projections only, as the reconstruction chain always did.
+        """
+        index = np.arange(dset.shape[0]) if index is None else np.asarray(index, dtype=np.int64)
+        rows, cols = dset.shape[1] // self.bin, dset.shape[2] // self.bin
+        if rows == 0 or cols == 0:
+            raise ValueError(f"bin factor {self.bin} is larger than the frame {dset.shape[1:]}")
+        out = np.empty((len(index), rows, cols), np.float32)
+        for k in range(0, len(index), READ_FRAMES):
+            chunk = index[k:k + READ_FRAMES]
+            frames = dset[chunk[0]:chunk[-1] + 1] if _contiguous(chunk) else dset[chunk]
+            if self.zingers and projections:
+                frames = remove_zingers(frames)
+            out[k:k + len(chunk)] = bin_frames(frames, self.bin)
+        return out
+
+
+def _contiguous(index: np.ndarray) -> bool:
+    return len(index) > 0 and index[-1] - index[0] == len(index) - 1
 
 
 def _find_entry(f: h5py.File) -> str | None:
@@ -98,7 +175,7 @@ def angles_in_degrees(values: np.ndarray, units: str, where: str) -> np.ndarray:
     return a
 
 
-def _read_nx(entry: h5py.Group, path: Any) -> TomoData:
+def _read_nx(entry: h5py.Group, path: Any, prep: _FramePrep) -> TomoData:
     data_path = _first(entry, ("instrument/detector/data", "data/data"))
     key_path = _first(entry, ("instrument/detector/image_key", "data/image_key",
                               "instrument/detector/image_key_control", "data/image_key_control"))
@@ -124,10 +201,14 @@ def _read_nx(entry: h5py.Group, path: Any) -> TomoData:
     proj, flat, dark = keys == 0, keys == 1, keys == 2
     if not proj.any():
         raise TomoFileError(f"{where}: no projections (image_key 0) among {n} frames")
-    all_frames = frames[()]
-    return TomoData(projections=all_frames[proj], flats=all_frames[flat], darks=all_frames[dark],
-                    angles_deg=angles[proj], metadata=_nx_metadata(entry),
-                    projection_index=np.flatnonzero(proj), flat_index=np.flatnonzero(flat))
+    if prep.trivial:
+        stored = frames[()]
+        parts = [stored[proj], stored[flat], stored[dark]]
+    else:
+        parts = [prep.read(frames, np.flatnonzero(kind), projections=kind is proj) for kind in (proj, flat, dark)]
+    return TomoData(projections=parts[0], flats=parts[1], darks=parts[2], angles_deg=angles[proj],
+                    metadata=_nx_metadata(entry), projection_index=np.flatnonzero(proj),
+                    flat_index=np.flatnonzero(flat), binned=prep.bin, zingers_removed=prep.zingers)
 
 
 def _length_um(dset: h5py.Dataset, default_unit: str) -> float | None:
@@ -157,21 +238,22 @@ def _nx_metadata(entry: h5py.Group) -> dict[str, Any]:
     return meta
 
 
-def _read_dx(f: h5py.File, path: Any) -> TomoData:
+def _read_dx(f: h5py.File, path: Any, prep: _FramePrep) -> TomoData:
     ex = f["exchange"]
     data = ex["data"]
     if data.ndim != 3:
         raise TomoFileError(f"{path}:/exchange/data must be 3-D (theta, y, x), got {data.shape}")
-    proj = data[()]
-    empty = np.zeros((0, *proj.shape[1:]), proj.dtype)
-    flats = ex["data_white"][()] if "data_white" in ex else empty
-    darks = ex["data_dark"][()] if "data_dark" in ex else empty
-    for name, arr in (("data_white", flats), ("data_dark", darks)):
+    proj = data[()] if prep.trivial else prep.read(data)
+    refs = {}
+    for name in ("data_white", "data_dark"):
+        arr = ex[name][()] if name in ex else np.zeros((0, *data.shape[1:]), data.dtype)
         if arr.ndim == 2:
             arr.shape = (1, *arr.shape)
-        if arr.size and arr.shape[1:] != proj.shape[1:]:
+        if arr.size and arr.shape[1:] != data.shape[1:]:
             raise TomoFileError(f"{path}:/exchange/{name} frames {arr.shape[1:]} differ from the "
-                                f"projections' {proj.shape[1:]}")
+                                f"projections' {data.shape[1:]}")
+        refs[name] = _prepared(arr, prep)
+    flats, darks = refs["data_white"], refs["data_dark"]
     if "theta" in ex:
         theta = angles_in_degrees(ex["theta"][()], _units(ex["theta"]), f"{path}:/exchange/theta")
     else:
@@ -187,4 +269,13 @@ def _read_dx(f: h5py.File, path: Any) -> TomoData:
     if pix and (um := _length_um(f[pix], "um")):
         meta.setdefault("pixel_size_um", um)
     return TomoData(proj, flats.reshape(-1, *proj.shape[1:]), darks.reshape(-1, *proj.shape[1:]),
-                    theta, meta)
+                    theta, meta, binned=prep.bin, zingers_removed=prep.zingers)
+
+
+def _prepared(frames: np.ndarray, prep: _FramePrep) -> np.ndarray:
+    """Flats or darks (already in memory: a few frames) binned like the projections."""
+    if prep.trivial:
+        return frames
+    if not len(frames):
+        return np.zeros((0, frames.shape[1] // prep.bin, frames.shape[2] // prep.bin), np.float32)
+    return bin_frames(frames, prep.bin)

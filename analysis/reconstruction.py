@@ -73,18 +73,20 @@ def _warn(notes: list[str], message: str) -> None:
 def transmission(data: TomoData, opts: ReconOptions, notes: list[str], where: str = "") -> np.ndarray:
     """Flat/dark-corrected, binned projections; warned fallbacks for missing darks or flats."""
     proj, flats, darks = data.projections, data.flats, data.darks
-    if opts.zingers:
+    if opts.zingers and not data.zingers_removed:
         proj = remove_zingers(proj)
+    if opts.bin % data.binned:
+        raise ValueError(f"{where}frames were read binned {data.binned}x; cannot bin them {opts.bin}x in all")
+    b = opts.bin // data.binned  # what reading has not done yet
     if len(darks) == 0:
         _warn(notes, f"{where}no dark frames: assuming zero dark current")
     if len(flats) == 0:
         if np.issubdtype(proj.dtype, np.floating) and np.nanmax(proj) <= 1.5:
             _warn(notes, f"{where}no flat fields, but the data look normalised (max "
                          f"{np.nanmax(proj):.3g}): using them as transmission")
-            return bin_frames(proj, opts.bin)
+            return bin_frames(proj, b)
         raise ValueError(f"{where}no flat fields (image_key 1 / data_white) to normalise raw counts; "
                          "a raw scan cannot be reconstructed without them")
-    b = opts.bin
     fpos = data.flat_index if data.flat_index is not None and len(data.flat_index) == len(flats) else None
     ppos = data.projection_index if fpos is not None else None
     return normalise(bin_frames(proj, b), bin_frames(flats, b),

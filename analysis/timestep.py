@@ -8,11 +8,11 @@ single-process path makes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analysis.readers import read_tomo
+from analysis.readers import frame_shape, read_tomo
 from analysis.reconstruction import ReconOptions, reconstruct
 
 __all__ = ["CLASS_NAMES", "TimestepVolume", "class_fractions", "orthogonal_slices", "reconstruct_file"]
@@ -31,7 +31,8 @@ class TimestepVolume:
     notes: list[str]
 
 
-def reconstruct_file(path: str | os.PathLike[str], opts: ReconOptions = ReconOptions()) -> TimestepVolume:
+def reconstruct_file(path: str | os.PathLike[str], opts: ReconOptions = ReconOptions(), *,
+                     max_side: int | None = None) -> TimestepVolume:
     """Read an NXtomo/DXfile scan and reconstruct it.
 
     Parameters
@@ -40,13 +41,20 @@ def reconstruct_file(path: str | os.PathLike[str], opts: ReconOptions = ReconOpt
         The scan's frame file (NXtomo as the detector writes it).
     opts
         Reconstruction options (the automatic centre by default).
+    max_side
+        When ``opts`` does not bin, bin by the smallest factor that makes the slices at most
+        this wide (a 2048-pixel detector and 512: 4x). None: as ``opts`` says.
 
     Returns
     -------
     TimestepVolume
         float32 volume (rows, n, n).
     """
-    data = read_tomo(path)
+    if max_side and opts.bin == 1:
+        cols = frame_shape(path)[1]
+        if cols > max_side:
+            opts = replace(opts, bin=-(-cols // int(max_side)))
+    data = read_tomo(path, bin=opts.bin, zingers=opts.zingers)
     res = reconstruct(data, opts, where=f"{path}: ")
     return TimestepVolume(res.volume, res.voxel_size_um, res.center_px, list(res.notes))
 

@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--nice", type=int, default=10, metavar="N",
                    help="lower the consumer's CPU priority by N (default 10) so that an acquisition on "
                         "the same machine wins the cores; 0 to keep it")
+    _max_side_option(c)
     c.set_defaults(func=_cmd_consume)
 
     a = sub.add_parser("analyze", help="reconstruct and analyse every timestep of a stored experiment")
@@ -34,7 +35,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the reconstructions on Dask: a scheduler address, or 'local' for a local cluster")
     a.add_argument("--no-record", action="store_true", help="do not write analysis runs into the catalog")
+    _max_side_option(a)
     a.set_defaults(func=_cmd_analyze)
+
+
+def _max_side_option(parser: argparse.ArgumentParser) -> None:
+    from controller.experiment_analysis import ANALYSIS_MAX_SIDE
+
+    parser.add_argument("--max-side", type=int, default=ANALYSIS_MAX_SIDE, metavar="PX",
+                        help="bin each timestep's reconstruction to at most PX pixels wide (default "
+                             f"{ANALYSIS_MAX_SIDE}: a 2048-pixel detector is binned 4x); 0 for full resolution")
+
+
+def _checked_max_side(value: int) -> int | None:
+    if value < 0:
+        raise ValueError(f"--max-side must be >= 0 (0: full resolution), got {value}")
+    return value or None
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:
@@ -53,7 +69,8 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     print(f"consuming from {host}:{port}; results under {args.data}/analysis/", flush=True)
     try:
         stats = serve(args.data, f"{host}:{port}", experiment_id=args.experiment,
-                      exit_when_finished=args.exit_when_finished, catchup_s=args.catchup)
+                      exit_when_finished=args.exit_when_finished, catchup_s=args.catchup,
+                      max_side=_checked_max_side(args.max_side))
     except KeyboardInterrupt:
         return 0
     print(f"consumer: {stats}", flush=True)
@@ -71,6 +88,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                          f"in {args.data}")
     del client
     root = analyze_experiment(args.data, matches[0], scheduler=args.scheduler, record=not args.no_record,
-                              progress=print)
+                              progress=print, max_side=_checked_max_side(args.max_side))
     print(f"wrote {root}/summary.json, particles.csv, electrode.csv and one folder per timestep")
     return 0

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.file.is_file():
         raise FileNotFoundError(f"{args.file}: no such file")
-    data = read_tomo(args.file)
+    data = read_tomo(args.file, bin=args.bin, zingers=args.zingers)  # binned as read: bounded memory
     opts = _options(args, data.metadata)
     out = args.output or args.file.with_name(args.file.stem + "_recon.h5")
     with tqdm(total=1, unit="row", desc="recon", disable=args.quiet) as bar:

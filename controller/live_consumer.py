@@ -38,8 +38,8 @@ from typing import Any
 
 from analysis.formats import TomoFileError
 from analysis.reconstruction import ReconOptions
-from controller.experiment_analysis import (AnalysisError, analysis_root, done_timesteps, experiment_info,
-                                            finish_timestep, list_experiments, write_summary)
+from controller.experiment_analysis import (ANALYSIS_MAX_SIDE, AnalysisError, analysis_root, done_timesteps,
+                                            experiment_info, finish_timestep, list_experiments, write_summary)
 from controller.scan_preview import ScanPreview
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,9 @@ class LiveConsumer:
         Follow only this experiment (default: every experiment in the catalog and any new one).
     opts
         Reconstruction options of the full per-timestep reconstructions.
+    max_side
+        Bin those to at most this width (None or 0: full resolution); see
+        :data:`controller.experiment_analysis.ANALYSIS_MAX_SIDE`.
     preview_s
         Shortest interval between two writes of a scan's live preview.
     catchup_s
@@ -103,11 +106,13 @@ class LiveConsumer:
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], *, experiment_id: str | None = None,
-                 opts: ReconOptions = ReconOptions(), preview_s: float = DEFAULT_PREVIEW_S,
+                 opts: ReconOptions = ReconOptions(), max_side: int | None = ANALYSIS_MAX_SIDE,
+                 preview_s: float = DEFAULT_PREVIEW_S,
                  catchup_s: float = DEFAULT_CATCHUP_S, exit_when_finished: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.experiment_id = experiment_id
         self.opts = opts
+        self.max_side = max_side
         self.preview_s = preview_s
         self.catchup_s = catchup_s
         self.exit_when_finished = exit_when_finished
@@ -349,7 +354,7 @@ class LiveConsumer:
                 if entry.timestep in done:
                     continue
                 try:
-                    finish_timestep(self.client, self.data_dir, info, k, opts=self.opts)
+                    finish_timestep(self.client, self.data_dir, info, k, opts=self.opts, max_side=self.max_side)
                 except (OSError, TomoFileError) as err:
                     # The file is still held by the writer (stop comes before unstage): retry soon.
                     log.info("timestep %s of %s not readable yet (%s); retrying", entry.timestep, eid, err)
@@ -370,11 +375,13 @@ class LiveConsumer:
 
 def serve(data_dir: str | os.PathLike[str], proxy: str, *, experiment_id: str | None = None,
           exit_when_finished: bool = False, opts: ReconOptions = ReconOptions(),
+          max_side: int | None = ANALYSIS_MAX_SIDE,
           catchup_s: float = DEFAULT_CATCHUP_S, preview_s: float = DEFAULT_PREVIEW_S) -> ConsumerStats:
     """Subscribe to the proxy at ``proxy`` (host:port) and consume until interrupted (or finished)."""
     from bluesky.callbacks.zmq import RemoteDispatcher
 
-    consumer = LiveConsumer(data_dir, experiment_id=experiment_id, opts=opts, exit_when_finished=exit_when_finished,
+    consumer = LiveConsumer(data_dir, experiment_id=experiment_id, opts=opts, max_side=max_side,
+                            exit_when_finished=exit_when_finished,
                             catchup_s=catchup_s, preview_s=preview_s)
     dispatcher = RemoteDispatcher(proxy)
     dispatcher.subscribe(consumer)

@@ -119,3 +119,43 @@ def test_cli_reports_bad_file_in_one_line(tmp_path, capsys) -> None:
     _dx(tmp_path / "noflat.h5", theta=np.array([0, 45, 90, 135.0]), white=False)
     assert main(["recon", str(tmp_path / "noflat.h5"), "-q"]) == 2
     assert "no flat fields" in capsys.readouterr().err
+
+
+def test_frames_are_binned_and_cleaned_as_they_are_read(tmp_path, monkeypatch) -> None:
+    import analysis.readers as readers
+    from analysis.prep import bin_frames, remove_zingers
+    from analysis.reconstruction import ReconOptions, reconstruct
+
+    monkeypatch.setattr(readers, "READ_FRAMES", 3)  # several chunks, one across the flats in the middle
+    rng = np.random.default_rng(1)
+    n, rows, cols = 13, 8, 12
+    keys = np.array([2, 1] + [0] * 5 + [1] + [0] * 5)
+    frames = rng.poisson(3000, (n, rows, cols)).astype(np.uint16)
+    frames[keys == 2] = 100
+    frames[4, 3, 5] = 60000  # a zinger in a projection
+    angles = np.linspace(0, 180, n, endpoint=False)
+    path = tmp_path / "scan.nx"
+    with h5py.File(path, "w") as f:
+        det = f.create_group("entry/instrument/detector")
+        f["entry"].attrs["NX_class"] = "NXentry"
+        det.create_dataset("data", data=frames)
+        det.create_dataset("image_key", data=keys)
+        f.create_dataset("entry/sample/rotation_angle", data=angles).attrs["units"] = "degree"
+    whole = read_tomo(path)
+    assert whole.projections.dtype == np.uint16 and whole.binned == 1
+    binned = read_tomo(path, bin=2, zingers=True)
+    assert binned.binned == 2 and binned.zingers_removed and binned.projections.shape == (10, 4, 6)
+    np.testing.assert_allclose(binned.projections, bin_frames(remove_zingers(whole.projections), 2), rtol=1e-6)
+    np.testing.assert_allclose(binned.flats, bin_frames(whole.flats, 2), rtol=1e-6)
+    np.testing.assert_array_equal(binned.projection_index, whole.projection_index)
+    opts = ReconOptions(center=6.0, bin=2, zingers=True)
+    np.testing.assert_allclose(reconstruct(binned, opts).volume, reconstruct(whole, opts).volume, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="read binned 2x; cannot bin them 3x"):
+        reconstruct(binned, ReconOptions(center=6.0, bin=3))
+
+
+def test_data_exchange_frames_binned_as_read(tmp_path) -> None:
+    d = read_tomo(_dx(tmp_path / "a.h5", theta=np.array([0, 45, 90, 135.0])), bin=2)  # 3 x 5 frames -> 1 x 2
+    assert d.binned == 2 and d.projections.shape == (4, 1, 2) and d.flats.shape == (2, 1, 2)
+    assert d.darks.shape == (1, 1, 2) and d.projections.dtype == np.float32
+    np.testing.assert_allclose(d.projections, 600.0) and np.testing.assert_allclose(d.darks, 100.0)

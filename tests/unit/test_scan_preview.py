@@ -103,3 +103,17 @@ def test_a_view_that_falls_behind_pairs_the_volume_until_it_catches_up(tmp_path,
     preview.advance(5 + N)  # 37 frames in 2 s: ~6 s of backlog at the smoothed rate
     assert 0 < preview.view.paired < N - 10  # paired while behind, exact again once caught up
     assert preview.view.n_projections == N
+
+
+def test_a_timestep_wider_than_max_side_is_reconstructed_binned(tmp_path) -> None:
+    from analysis.reconstruction import ReconOptions
+    from analysis.timestep import reconstruct_file
+
+    path = tmp_path / "scan.h5"
+    _write(path, N)
+    opts = ReconOptions(center=COLS / 2)
+    binned = reconstruct_file(path, opts, max_side=16)  # 32 columns -> binned 2x
+    assert binned.volume.shape == (ROWS // 2, COLS // 2, COLS // 2)
+    np.testing.assert_array_equal(binned.volume, reconstruct_file(path, ReconOptions(center=COLS / 2, bin=2)).volume)
+    assert reconstruct_file(path, opts, max_side=32).volume.shape == (ROWS, COLS, COLS)  # narrow enough
+    assert reconstruct_file(path, ReconOptions(center=COLS / 2, bin=4), max_side=16).volume.shape[0] == ROWS // 4
