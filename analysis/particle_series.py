@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -122,7 +123,7 @@ def analyze_volumes(volumes: Iterable[np.ndarray], voxel_size_um: float, lithiat
                     *, noise_pair: tuple[int, int] | None = None,
                     thresholds: Thresholds = Thresholds(), dvc: bool = True,
                     dvc_window: int = 16, labels: Sequence[str] | None = None,
-                    min_diameter_um: float | None = None) -> SeriesResult:
+                    min_diameter_um: float | None = None, cache: dict | None = None) -> SeriesResult:
     """Segment, register, track, measure and classify a series of reconstructed volumes.
 
     Parameters
@@ -149,39 +150,44 @@ def analyze_volumes(volumes: Iterable[np.ndarray], voxel_size_um: float, lithiat
     min_diameter_um
         Smallest particle counted in 000's sentence (:func:`paper_summary`; default 50 um, or
         the resolvable size when no particle is that large).
+    cache
+        A dict kept by the caller across calls on a growing series (the live consumer analyses
+        T0..Tk after every scan): T0's segmentation and each step's measurements are stored in
+        it and reused, so only new volumes are segmented; the results are the same. A volume
+        whose step is cached may be passed as None (it is not read). Use one dict per series
+        and the same settings on every call.
 
     Returns
     -------
     SeriesResult
     """
+    cache = {} if cache is None else cache
     it = iter(volumes)
     first = next(it)
     t_step = time.perf_counter()  # per-step wall time, excluding reading the volumes
-    ref = segment_volume(first)
+    if "ref" not in cache:
+        cache["ref"] = segment_volume(first)
+    ref = cache["ref"]
     refm = (ref.matrix, ref.matrix_spread)
     st0 = label_stats(ref.labels, ref.n_labels)
     r0 = np.cbrt(3.0 * np.maximum(st0.volumes, 1.0) / (4.0 * np.pi))
     feats, electrode, strains, seconds = [], [], [], []
-    k = 0
-    seg = ref
-    while True:
-        st = label_stats(seg.labels, seg.n_labels)
-        tr = track_step(st0, ref.layers, ref.columns, st, seg.layers, seg.columns)
-        feats.append(measure_particles(seg.smooth, tr.centres, r0, tr.label, st.volumes,
-                                       st.centroids))
-        strain = None
-        if dvc and k > 0:
-            strain = _dvc(ref, seg, tr, feats, thresholds, dvc_window)
+    for k, vol in enumerate(chain([first], it)):
+        if k not in cache:
+            t_step = t_step if k == 0 else time.perf_counter()
+            seg = ref if k == 0 else segment_volume(vol, reference=refm)
+            st = label_stats(seg.labels, seg.n_labels)
+            tr = track_step(st0, ref.layers, ref.columns, st, seg.layers, seg.columns)
+            feat = measure_particles(seg.smooth, tr.centres, r0, tr.label, st.volumes, st.centroids)
+            strain = _dvc(ref, seg, tr, [*feats, feat], thresholds, dvc_window) if dvc and k > 0 else None
+            cache[k] = (feat, _step_metrics(seg, tr, ref, k, voxel_size_um, strain), strain,
+                        time.perf_counter() - t_step)
+        feat, metrics, strain, secs = cache[k]
+        feats.append(feat)
+        electrode.append(dict(metrics))
+        if strain is not None:
             strains.append(strain)
-        electrode.append(_step_metrics(seg, tr, ref, k, voxel_size_um, strain))
-        seconds.append(time.perf_counter() - t_step)
-        try:
-            nxt = next(it)
-        except StopIteration:
-            break
-        t_step = time.perf_counter()
-        k += 1
-        seg = segment_volume(nxt, reference=refm)
+        seconds.append(secs)
     n_steps = len(feats)
     if not 0 <= lithiated_at < n_steps:
         raise ValueError(f"--lithiated-at {lithiated_at} is outside the {n_steps} volumes")

@@ -35,10 +35,24 @@ def write_volume_h5(path: str | os.PathLike[str], volume: np.ndarray, attrs: dic
 def read_volume_h5(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """The ``/volume`` dataset of a file written by :func:`write_volume_h5`, and its attributes."""
     with h5py.File(path, "r") as f:
-        if VOLUME_PATH not in f:
-            raise ValueError(f"{path}: no {VOLUME_PATH} dataset")
-        dset = f[VOLUME_PATH]
-        return dset[()], {k: (v.item() if isinstance(v, np.generic) else v) for k, v in dset.attrs.items()}
+        dset = _volume(f, path)
+        return dset[()], _attrs(dset)
+
+
+def volume_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The attributes of ``/volume`` (voxel size, centre ...) without reading the volume."""
+    with h5py.File(path, "r") as f:
+        return _attrs(_volume(f, path))
+
+
+def _volume(f: h5py.File, path: Any) -> h5py.Dataset:
+    if VOLUME_PATH not in f:
+        raise ValueError(f"{path}: no {VOLUME_PATH} dataset")
+    return f[VOLUME_PATH]
+
+
+def _attrs(dset: h5py.Dataset) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in dset.attrs.items()}
 
 
 def write_tiff_stack(directory: str | os.PathLike[str], volume: np.ndarray, *,

@@ -24,7 +24,7 @@ import numpy as np
 from analysis.particle_series import analyze_volumes
 from analysis.reconstruction import ReconOptions
 from analysis.timestep import TimestepVolume, class_fractions, orthogonal_slices, reconstruct_file
-from analysis.volume_io import read_volume_h5, write_volume_h5
+from analysis.volume_io import read_volume_h5, volume_attrs, write_volume_h5
 from controller.images import display_window, png_bytes, shrink
 
 log = logging.getLogger(__name__)
@@ -243,39 +243,32 @@ def write_timestep_volume(root: Path, entry: ScanEntry, recon: TimestepVolume) -
 
 
 def series_numbers(root: Path, info: ExperimentInfo, upto: int, *, write_tables: bool,
-                   volumes: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+                   volumes: Sequence[np.ndarray] | None = None, cache: dict | None = None) -> dict[str, Any]:
     """Particle analysis of timesteps ``0..upto`` (volumes from ``<timestep>/volume.h5``).
 
     Returns the numbers of timestep ``upto`` as of that analysis: class fractions, particle
     count, electrode thickness, the summary sentence. With ``write_tables`` the series tables
-    and plots (particles.csv, electrode.csv, summary.txt, PNGs) go to ``root``.
+    and plots (particles.csv, electrode.csv, summary.txt, PNGs) go to ``root``. ``cache`` (one
+    dict per experiment, kept by the caller) spares re-segmenting the timesteps analysed before:
+    see :func:`analysis.particle_series.analyze_volumes`.
     """
     scans = info.scans[: upto + 1]
-    voxel = None
+    cache = {} if cache is None else cache
+    if "voxel_size_um" not in cache:
+        cache["voxel_size_um"] = volume_attrs(root / scans[0].timestep / "volume.h5").get("voxel_size_um")
 
-    def vols() -> Iterable[np.ndarray]:
-        nonlocal voxel
+    def vols() -> Iterable[np.ndarray | None]:
         for i, s in enumerate(scans):
-            if volumes is not None:
+            if i in cache:  # measured before: the analysis does not look at it again
+                yield None
+            elif volumes is not None:
                 yield volumes[i]
-                continue
-            vol, attrs = read_volume_h5(root / s.timestep / "volume.h5")
-            voxel = voxel or attrs.get("voxel_size_um")
-            yield vol
+            else:
+                yield read_volume_h5(root / s.timestep / "volume.h5")[0]
 
-    it = iter(vols())
-    first = next(it)
-    if voxel is None:
-        _, attrs = read_volume_h5(root / scans[0].timestep / "volume.h5")
-        voxel = attrs.get("voxel_size_um")
-
-    def chain() -> Iterable[np.ndarray]:
-        yield first
-        yield from it
-
-    res = analyze_volumes(chain(), float(voxel or 1.0), lithiated_index(scans, info.cell_preset),
+    res = analyze_volumes(vols(), float(cache["voxel_size_um"] or 1.0), lithiated_index(scans, info.cell_preset),
                           out_dir=root if write_tables else None, labels=[s.timestep for s in scans],
-                          dvc=False)
+                          dvc=False, cache=cache)
     row = res.electrode[-1]
     return {"class_fractions": class_fractions(res.classes), "n_particles": int(len(res.classes)),
             "thickness_um": _finite(float(row["thickness_um"])), "lithiated_at": res.lithiated_at,
@@ -372,19 +365,19 @@ ANALYSIS_MAX_SIDE = 512
 def finish_timestep(client: Any, data_dir: str | os.PathLike[str], info: ExperimentInfo, k: int, *,
                     recon: TimestepVolume | None = None, opts: ReconOptions = ReconOptions(),
                     record: bool = True, volumes: Sequence[np.ndarray] | None = None,
-                    max_side: int | None = ANALYSIS_MAX_SIDE) -> dict[str, Any]:
+                    max_side: int | None = ANALYSIS_MAX_SIDE, cache: dict | None = None) -> dict[str, Any]:
     """Everything for timestep ``info.scans[k]``: volume, slices, series analysis up to it, result, run.
 
     ``recon`` is the reconstruction when it was made elsewhere (a Dask worker); otherwise it is
     made here from the scan's frame file, binned to ``max_side`` (see
-    :func:`analysis.timestep.reconstruct_file`).
+    :func:`analysis.timestep.reconstruct_file`). ``cache``: see :func:`series_numbers`.
     """
     root = analysis_root(data_dir, info.experiment_id)
     entry = info.scans[k]
     if recon is None:
         recon = reconstruct_file(entry.frames_file, opts, max_side=max_side)
     slices = write_timestep_volume(root, entry, recon)
-    numbers = series_numbers(root, info, k, write_tables=True, volumes=volumes)
+    numbers = series_numbers(root, info, k, write_tables=True, volumes=volumes, cache=cache)
     if record and not has_analysis_run(client, info.experiment_id, entry.timestep, entry.uid):
         record_analysis_run(client, info, {**entry.to_json(), **numbers, "slices": slices})
     result = write_result(root, entry, slices, numbers)
@@ -432,10 +425,10 @@ def analyze_experiment(data_dir: str | os.PathLike[str], experiment_id: str, *, 
     if not info.scans:
         raise AnalysisError(f"experiment {experiment_id!r}: no finished scan to analyse")
     recons = _reconstruct_all([s.frames_file for s in info.scans], opts, scheduler, max_side)
-    volumes = [r.volume for r in recons]
+    volumes, cache = [r.volume for r in recons], {}
     for k, recon in enumerate(recons):
         result = finish_timestep(client, data_dir, info, k, recon=recon, opts=opts, record=record,
-                                 volumes=volumes)
+                                 volumes=volumes, cache=cache)
         if progress is not None:
             fr = ", ".join(f"{n} {v:.0%}" for n, v in result["class_fractions"].items() if v)
             progress(f"{result['timestep']}: thickness {result['thickness_um']} um; {fr or 'no particles'}")

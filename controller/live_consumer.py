@@ -129,6 +129,9 @@ class LiveConsumer:
         self._dirty: set[str | None] = {None}  # experiments to reconcile (None: all in the catalog)
         self._finished: dict[str, bool] = {}
         self._complete: dict[str, bool] = {}
+        # Per experiment: T0's segmentation and the timesteps measured so far (each scan's end
+        # re-analyses the series; only the new volume is segmented).
+        self._series: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ input
     def __call__(self, name: str, doc: dict) -> None:
@@ -354,7 +357,8 @@ class LiveConsumer:
                 if entry.timestep in done:
                     continue
                 try:
-                    finish_timestep(self.client, self.data_dir, info, k, opts=self.opts, max_side=self.max_side)
+                    finish_timestep(self.client, self.data_dir, info, k, opts=self.opts, max_side=self.max_side,
+                                    cache=self._series.setdefault(eid, {}))
                 except (OSError, TomoFileError) as err:
                     # The file is still held by the writer (stop comes before unstage): retry soon.
                     log.info("timestep %s of %s not readable yet (%s); retrying", entry.timestep, eid, err)

@@ -159,3 +159,18 @@ def test_uncracked_electrode_no_false_cracks_and_strain_histograms(micro) -> Non
         counts = [int(c) for c in row[f"dvc_axial_{side}_hist"].split(";")]
         assert len(counts) == 40 and sum(counts) > 0
         assert row[f"dvc_axial_{side}_p10"] <= row[f"dvc_axial_{side}_p50"] <= row[f"dvc_axial_{side}_p90"]
+
+
+def test_a_growing_series_with_a_cache_gives_the_uncached_results(nano) -> None:
+    from analysis.particle_series import analyze_volumes
+
+    s, full = nano
+    cache: dict = {}
+    for k in range(1, len(s.volumes) + 1):  # as the live consumer does after every scan
+        vols = [None if i in cache else v for i, v in enumerate(s.volumes[:k])]
+        part = analyze_volumes(vols, s.phantom.voxel_size_um, min(s.lithiated_at, k - 1), s.charges_mAh_g[:k],
+                               dvc=False, cache=cache)
+        assert set(cache) == {"ref", *range(k)}
+    np.testing.assert_array_equal(part.features, full.features)
+    np.testing.assert_array_equal(part.classes, full.classes)
+    assert [r["thickness_um"] for r in part.electrode] == [r["thickness_um"] for r in full.electrode]
