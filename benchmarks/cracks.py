@@ -26,14 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", default="0,2,3,4,6", help="sheet widths, voxels (0: none)")
 
 
-def _series_result(preset: str, seed: int, width: int) -> list[tuple[float, float, float, float]]:
-    """(true fraction, true width, found fraction, found width) per scan."""
+def measure_series(preset: str, seed: int, width: int,
+                   shape: tuple[int, int, int] | None = None) -> list[tuple[float, float, float, float]]:
+    """(true fraction, true width, found fraction, found width) per scan (width in voxels; 0: no cracks)."""
     from analysis.cracks import cracks
     from analysis.segment import segment_volume
     from sim.phantom import make_phantom
     from sim.series import CrackSpec, simulate_series
 
-    shape = GRIDS[preset]
+    shape = GRIDS[preset] if shape is None else shape
     ph = make_phantom(preset, seed, shape=shape)
     c = shape[1] // 2
     spec = CrackSpec(((1, c - 20), (2, c + 10), (1, c + 30)), width, 2) if width else None
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             for width in widths:
                 cells = [f"{k}: {100 * tf:.2f} -> {100 * ff:.2f} %, w {tw:.0f} -> {fw:.2f}"
                          for k, (tf, tw, ff, fw) in zip(("T0", "T1", "T2"),
-                                                        _series_result(preset, seed, width))]
+                                                        measure_series(preset, seed, width))]
                 print(f"  {preset} {GRIDS[preset]} seed {seed} width {width}: " + "; ".join(cells),
                       flush=True)
     return 0

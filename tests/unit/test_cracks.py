@@ -13,27 +13,11 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-#: Pristine, fully lithiated, delithiated (cracks open on delithiation, as in 003).
-STATES = (("T0", 0.0), ("T1", 0.95), ("T2", 0.12))
+def _found(preset: str, shape: tuple[int, int, int], seed: int, width: int) -> list[tuple[float, float, float]]:
+    """(true fraction, found fraction, found width) per scan of the bench's three-state series."""
+    from benchmarks.cracks import measure_series
 
-
-def _found(preset: str, shape: tuple[int, int, int], seed: int, width: int | None):
-    from analysis.cracks import cracks
-    from analysis.segment import segment_volume
-    from sim.phantom import make_phantom
-    from sim.series import CrackSpec, simulate_series
-
-    ph = make_phantom(preset, seed, shape=shape)
-    c = shape[1] // 2
-    spec = None if width is None else CrackSpec(((1, c - 20), (2, c + 10), (1, c + 30)), width, 2)
-    s = simulate_series(ph, STATES, cracks=spec, seed=seed)
-    ref = segment_volume(s.volumes[0])
-    out = []
-    for k, vol in enumerate(s.volumes):
-        seg = ref if k == 0 else segment_volume(vol, reference=(ref.matrix, ref.matrix_spread))
-        frac, w, _ = cracks(seg.smooth, seg.columns, seg.mask, seg.layers)
-        out.append((s.truth[k].crack_fraction, frac, w))
-    return out
+    return [(t, f, w) for t, _, f, w in measure_series(preset, seed, width, shape)]
 
 
 @pytest.mark.parametrize("preset, shape, seed", [("micro", (64, 160, 160), 3),
@@ -51,7 +35,7 @@ def test_planted_cracks_found_within_tolerance(preset, shape, seed) -> None:
 @pytest.mark.parametrize("preset, shape, seed", [("micro", (64, 160, 160), 3),
                                                  ("nano", (160, 112, 112), 4)])
 def test_uncracked_electrode_gives_no_cracks(preset, shape, seed) -> None:
-    for truth, frac, _ in _found(preset, shape, seed, None):
+    for truth, frac, _ in _found(preset, shape, seed, 0):
         assert truth == 0.0 and frac <= 0.005
 
 
