@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from devices.beamline import make_sim_beamline
-from devices.nxtomo_file import IMAGE_KEYS
 from plans.tomo import interlaced_angles, radiography, tomo_scan
 from plans.validate import ScanParameterError
 
