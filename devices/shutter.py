@@ -10,8 +10,8 @@ from devices._status import after_clock
 from sim.scene import SimScene
 
 OPEN, CLOSED = "open", "closed"
-_ALIASES = {"open": OPEN, "opened": OPEN, 1: OPEN, True: OPEN,
-            "close": CLOSED, "closed": CLOSED, 0: CLOSED, False: CLOSED}
+# True == 1 and False == 0 as dict keys, so 1 and 0 also accept the booleans
+_ALIASES = {"open": OPEN, "opened": OPEN, 1: OPEN, "close": CLOSED, "closed": CLOSED, 0: CLOSED}
 
 
 class Shutter(Device):

@@ -30,8 +30,14 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from sim.artefacts import AcquisitionModel, add_blur, flat_field, simulate_frame
-from sim.phantom import (Phantom, axial_displacement_um, electrode_thickness_um,
-                         layer_boundaries_um, particle_truth, render_volume)
+from sim.phantom import (
+    Phantom,
+    axial_displacement_um,
+    electrode_thickness_um,
+    layer_boundaries_um,
+    particle_truth,
+    render_volume,
+)
 from sim.projector import project_parallel
 
 __all__ = [
@@ -327,7 +333,7 @@ def simulate_series(phantom: Phantom, states: str | Sequence[tuple[str, float]] 
         if cracks is not None and step >= cracks.from_step:
             frac, width = _plant_cracks(vol, phantom, cracks, truth, bounds)
         if np.any(drift != 0):
-            vol = ndi.shift(vol, drift, order=3, mode="constant", cval=0.0).astype(np.float32)
+            vol = shift_cubic(vol, drift)
         if degrade is not None:
             vol = degrade(vol, rng)
         volumes.append(np.ascontiguousarray(vol, dtype=np.float32))
@@ -339,6 +345,45 @@ def simulate_series(phantom: Phantom, states: str | Sequence[tuple[str, float]] 
                                 crack_width_um=width))
     return SimSeries(phantom=phantom, volumes=volumes, truth=truths, degradation=degradation,
                      noise_pair=noise_pair)
+
+
+def _bspline3(t: float) -> float:
+    t = abs(t)
+    if t < 1.0:
+        return 2.0 / 3.0 - t * t + 0.5 * t**3
+    return (2.0 - t) ** 3 / 6.0 if t < 2.0 else 0.0
+
+
+def shift_cubic(vol: np.ndarray, shift: Sequence[float]) -> np.ndarray:
+    """``vol`` moved by a constant sub-voxel ``shift`` (z, y, x), cubic B-spline, float32.
+
+    The same as ``ndi.shift(vol, shift, order=3, mode="constant")`` inside the volume (to
+    float32 rounding; within two voxels of the faces the edge handling differs slightly), but
+    separable: a constant shift needs 4 taps per axis, where ``ndi.shift`` evaluates all 64 of
+    the 3D spline per voxel (10 s for a 720 x 256 x 256 volume; 3 s here).
+    """
+    out = np.asarray(vol, np.float32)
+    for ax, s in enumerate(float(v) for v in shift):
+        if s == 0.0:
+            continue
+        coef = ndi.spline_filter1d(out, order=3, axis=ax, mode="mirror", output=np.float32)
+        n0 = int(np.floor(-s))
+        frac = -s - n0
+        res = np.zeros_like(coef)
+        n = coef.shape[ax]
+        for k in range(-1, 3):
+            off = n0 + k  # res[i] += w * coef[i + off]
+            lo, hi = max(0, -off), min(n, n - off)
+            if hi > lo:
+                dst, src = [slice(None)] * 3, [slice(None)] * 3
+                dst[ax], src[ax] = slice(lo, hi), slice(lo + off, hi + off)
+                res[tuple(dst)] += np.float32(_bspline3(frac - k)) * coef[tuple(src)]
+        # like mode="constant": samples from beyond the input's faces are 0
+        src_pos = np.arange(n) - s
+        inside = ((src_pos >= 0) & (src_pos <= n - 1)).astype(np.float32)
+        res *= inside.reshape([-1 if a == ax else 1 for a in range(3)])
+        out = res
+    return out
 
 
 def imposed_displacement_vox(series: SimSeries, step: int) -> np.ndarray:

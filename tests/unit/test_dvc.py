@@ -38,3 +38,28 @@ def test_block_match_finds_a_known_shift_with_a_mask(coarse: bool, search: int) 
     disp, peak = _match(ref, cur, nodes, 8, search, weight, coarse)
     assert np.all(peak > 0.9)
     assert np.allclose(disp, true[None, :], atol=0.2)
+
+
+@pytest.mark.parametrize("bin", [1, 2])
+def test_local_strain_measures_an_axial_stretch_at_full_and_binned_resolution(bin: int) -> None:
+    from analysis.dvc import local_strain
+
+    ref = _texture((96, 64, 64), seed=3)
+    ref = ndi.gaussian_filter(ref, 1.0) * 10.0  # texture that survives 2x binning
+    top, strain = 12.0, 0.15
+    z = np.arange(96, dtype=float)
+    src = np.where(z > top, top + (z - top) / (1.0 + strain), z)
+    coords = np.meshgrid(src, np.arange(64.0), np.arange(64.0), indexing="ij")
+    cur = ndi.map_coordinates(ref, coords, order=3, mode="nearest").astype(np.float32)
+    # the prior (a 12 % stretch) misses the top of the electrode by ~2 voxels
+    sf = local_strain(ref, cur, np.ones((64, 64), bool), top, 76.0, np.zeros(3), (0.12, 0.0),
+                      window=16 // bin, bin=bin)
+    assert sf.nodes[..., 0].max() < 96 and sf.nodes[..., 1].max() < 64
+    assert np.all(np.diff(sf.height) > 0) and sf.height[0] > 0
+    ax = sf.axial[sf.valid & np.isfinite(sf.axial)]
+    assert ax.size >= 8
+    assert abs(np.median(ax) - strain) < 0.01
+    # displacement in full-resolution voxels: the node at height h moved by strain * h
+    uz = sf.displacement[..., 0][sf.valid]
+    h = np.broadcast_to(sf.height[:, None, None], sf.valid.shape)[sf.valid]
+    assert np.allclose(uz, strain * h, atol=0.6)

@@ -34,3 +34,17 @@ def test_distance_map_of_touching_balls_has_one_seed_each() -> None:
     _, n = ndi.label(h_maxima(dist, 1.0))
     assert n == 2
     assert not h_maxima(dist, 100.0).any()
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_binary_dilate_equals_scipy(iterations: int) -> None:
+    from analysis.morphology import binary_dilate
+
+    rng = np.random.default_rng(iterations)
+    mask = rng.random((23, 31, 17)) > 0.985
+    mask[0, 0, 0] = mask[-1, 5, -1] = True  # set voxels on the faces
+    orig = mask.copy()
+    want = ndi.binary_dilation(mask, iterations=iterations)
+    got = binary_dilate(mask, iterations)
+    assert got.dtype == bool and np.array_equal(got, want)
+    assert np.array_equal(mask, orig)  # input untouched
