@@ -179,6 +179,11 @@ class ProtocolController:
         for container in self.cursor.containers():
             self.cursor.frames[container].scans += 1
         self._save()
+        self._after_scan(pending, r)
+        return self._decision(r)
+
+    def _after_scan(self, pending: PendingScan, r: Reading) -> None:
+        """What follows a recorded scan: a scan-count limit, the group's next scan, or the step."""
         limit, container = self._scan_count_limit()
         if limit is not None:
             self._container_action(container, limit, r)
@@ -187,7 +192,6 @@ class ProtocolController:
         else:
             self.pending = None
             self._continue(pending, r)
-        return self._decision(r)
 
     def fail(self, reason: str) -> Decision:
         """Enter the fault state for a reason the plan found (lost potentiostat, ...)."""
@@ -615,6 +619,11 @@ class ProtocolController:
                  step_number(self.cursor.path))
         if self.state in CYCLING:
             self._enter_step_state(self._current_step())
+        elif self.state == State.SCANNING and self.timesteps == len(self.scans):
+            # Killed after the scan was recorded (scan_finished's checkpoint) and before the
+            # decision that follows it: the scan is complete, so make that decision now.
+            assert self.pending is not None
+            self._after_scan(self.pending, r)
         elif self.state in (State.SCAN_REST, State.SCANNING):
             # An interrupted scan is retaken whole, after its open-circuit rest, under its label.
             assert self.pending is not None

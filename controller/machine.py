@@ -44,7 +44,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "discharge", "source": list(_BEFORE_STEP), "dest": State.DISCHARGING},
     {"trigger": "hold", "source": list(_BEFORE_STEP), "dest": State.HOLDING},
     {"trigger": "rest", "source": list(_BEFORE_STEP), "dest": State.RESTING},
-    {"trigger": "prepare_scan", "source": [State.IDLE, *CYCLING, State.SCANNING], "dest": State.SCAN_REST},
+    # from SCAN_REST: a resumed experiment starts its interrupted open-circuit rest over
+    {"trigger": "prepare_scan", "source": [State.IDLE, *CYCLING, State.SCAN_REST, State.SCANNING],
+     "dest": State.SCAN_REST},
     {"trigger": "start_scan", "source": [State.SCAN_REST, State.SCANNING], "dest": State.SCANNING},
     {"trigger": "finish", "source": list(_LIVE), "dest": State.DONE},
     {"trigger": "fault", "source": list(_LIVE), "dest": State.FAULT},
