@@ -165,18 +165,13 @@ def _bin(a: np.ndarray, f: int) -> np.ndarray:
     return b.reshape(nz // f, f, ny // f, f, nx // f, f).mean(axis=(1, 3, 5))
 
 
-def _bin2(a: np.ndarray) -> np.ndarray:
-    """Mean over 2x2x2 blocks (odd trailing planes dropped)."""
-    return _bin(a, 2)
-
-
 def _match(ref: np.ndarray, warped: np.ndarray, nodes: np.ndarray, half: int, search: int,
            weight: np.ndarray, coarse: bool) -> tuple[np.ndarray, np.ndarray]:
     """Block matching, optionally coarse-to-fine (see :func:`local_strain`)."""
     init = np.zeros(nodes.shape, np.int64)
     if coarse and half >= 4 and search > 1:
-        wc = _bin2(weight) >= 0.5
-        dc, pc = block_match(_bin2(ref), _bin2(warped), nodes // 2, half // 2,
+        wc = _bin(weight, 2) >= 0.5
+        dc, pc = block_match(_bin(ref, 2), _bin(warped, 2), nodes // 2, half // 2,
                              (search + 1) // 2, wc, init)
         good = np.isfinite(dc[:, 0])
         init[good] = np.rint(2.0 * dc[good]).astype(np.int64)

@@ -23,13 +23,14 @@ steps:
 """
 
 
-def _drive(ctl: ProtocolController, t: float, crash_after: int | None = None) -> tuple[float, bool]:
-    """Run ``ctl`` on a resting cell until done; with ``crash_after`` stop once that many
-    checkpoints have been written (a kill -9 there). Returns (cell time, whether it crashed)."""
+def _drive(ctl: ProtocolController, t: float, saved: list[dict],
+           crash_after: int | None = None) -> tuple[float, bool]:
+    """Run ``ctl`` on a resting cell until done; with ``crash_after`` stop once ``saved`` holds
+    that many checkpoints (a kill -9 there). Returns (cell time, whether it crashed)."""
     reading = Reading(time_s=t, voltage=3.7, current=0.0, charge_Ah=0.0)
     decision = ctl.begin(reading)
     while not (decision.done or decision.fault):
-        if crash_after is not None and len(CHECKPOINTS) >= crash_after:
+        if crash_after is not None and len(saved) >= crash_after:
             return t, True
         if decision.scan is not None:
             decision = ctl.scan_finished(decision.scan, ScanOutcome(ok=True, uid="u", attempts=1),
@@ -42,37 +43,35 @@ def _drive(ctl: ProtocolController, t: float, crash_after: int | None = None) ->
     return t, False
 
 
-CHECKPOINTS: list[dict] = []
-
-
-def _controller() -> ProtocolController:
+def _controller(saved: list[dict]) -> ProtocolController:
     return ProtocolController(parse_protocol(PROTOCOL, "resume-test.yaml"), experiment_id="x",
-                              checkpoint=lambda d: CHECKPOINTS.append(json.loads(json.dumps(d))))
+                              checkpoint=lambda d: saved.append(json.loads(json.dumps(d))))
 
 
-def _uninterrupted() -> list[str]:
-    CHECKPOINTS.clear()
-    ctl = _controller()
-    _drive(ctl, 0.0)
-    return [s.label for s in ctl.scans]
+def _uninterrupted() -> tuple[list[str], list[dict]]:
+    saved: list[dict] = []
+    ctl = _controller(saved)
+    _drive(ctl, 0.0, saved)
+    return [s.label for s in ctl.scans], saved
 
 
 def test_uninterrupted_run_scans() -> None:
-    assert _uninterrupted() == ["T0", "T1", "T2"]
+    labels, saved = _uninterrupted()
+    assert labels == ["T0", "T1", "T2"]
     # the parametrisation below kills the run after each of these but the last ("done")
-    assert len(CHECKPOINTS) == 11 and CHECKPOINTS[-1]["state"] == "done"
-    states = [c["state"] for c in CHECKPOINTS]
+    assert len(saved) == 11 and saved[-1]["state"] == "done"
+    states = [c["state"] for c in saved]
     assert {"scan_rest", "scanning", "resting"} <= set(states), states
 
 
 @pytest.mark.parametrize("crash_at", range(1, 11))
 def test_resume_from_any_checkpoint_takes_the_same_scans(crash_at: int) -> None:
-    want = _uninterrupted()
-    CHECKPOINTS.clear()
-    t, crashed = _drive(_controller(), 0.0, crash_after=crash_at)
-    last = CHECKPOINTS[crash_at - 1]
-    resumed = _controller()
+    want, _ = _uninterrupted()
+    saved: list[dict] = []
+    t, crashed = _drive(_controller(saved), 0.0, saved, crash_after=crash_at)
+    last = saved[crash_at - 1]
+    resumed = _controller([])
     resumed.restore(last)
-    _drive(resumed, t + 5.0)
+    _drive(resumed, t + 5.0, [])
     assert crashed
     assert [s.label for s in resumed.scans] == want, (crash_at, last["state"])
